@@ -1,0 +1,68 @@
+# webli-builder. `make test` and `make demo` work on a fresh machine: they create
+# the venv, install the pinned Python packages and, as root, the Debian packages.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WEBLI := $(VENV)/bin/webli
+CONFIG ?= run.yaml
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-deps
+# Debian packages: fonts to render the demo's multi-script text images; wget for
+# the realweb WARC benchmark.
+APT_PACKAGES := fonts-dejavu-core fonts-noto-core wget
+export NO_ALBUMENTATIONS_UPDATE := 1
+export HF_HUB_OFFLINE := 1
+
+STAGES := crawl download ocr dedup score select train card
+.PHONY: install system-deps test test-fast demo bench lint lock clean run $(STAGES)
+
+install: $(STAMP) $(SYSTEM_STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision are pinned in the lock (2.14.1 / 0.29.1 install from local disk here)
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+$(SYSTEM_STAMP): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "error: missing Debian packages: $$missing"; \
+	    echo "       run: sudo apt-get install -y --no-install-recommends $$missing   (or run make as root)"; exit 1; \
+	  fi; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+system-deps: $(SYSTEM_STAMP)
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: install
+	$(PY) -m webli.demo
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check webli tests benchmarks
+
+$(STAGES) run: install
+	@test -f $(CONFIG) || { echo "error: $(CONFIG) not found; pass CONFIG=path/to/run.yaml (see configs/)"; exit 2; }
+	$(WEBLI) $@ --config $(CONFIG)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^webli-builder' > requirements.lock
+
+clean:
+	rm -rf demo-output .pytest_cache

@@ -1,0 +1,102 @@
+"""Dask set-up and the one way stages run: one task per shard.
+
+A LocalCluster (one single-threaded worker process per core) unless the
+config or `--scheduler` names an existing scheduler. Tasks are retried by
+Dask; a shard that still fails is reported and the others finish, so a
+re-run only has the failed shards left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dask.distributed import Client, LocalCluster, as_completed
+from tqdm import tqdm
+
+from webli.pipeline.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+# Set in every worker process so that BLAS / OpenMP / tesseract do not
+# oversubscribe the cores the cluster already uses one process each.
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OMP_THREAD_LIMIT": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+}
+
+
+class ShardFailures(RuntimeError):
+    """Some shards failed after their retries; the message lists them."""
+
+
+@contextmanager
+def dask_client(config: ClusterConfig, workers: int | None = None) -> Iterator[Client]:
+    """A Dask client for one stage: the configured scheduler, or a fresh LocalCluster."""
+    if config.scheduler:
+        log.info("joining Dask scheduler %s", config.scheduler)
+        with Client(config.scheduler) as client:
+            yield client
+        return
+    os.environ.update(WORKER_ENV)  # inherited by the worker processes
+    n_workers = workers or config.workers
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=config.memory_limit,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:8787" if config.dashboard else None,
+    )
+    log.info("started LocalCluster with %d single-threaded workers", n_workers)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a shard task returns: its id and its stats."""
+
+    shard_id: int
+    stats: dict
+
+
+def run_shards(client: Client, task: Callable[..., dict], shard_ids: Sequence[int], *,
+               description: str, retries: int, args: Iterable = ()) -> dict[int, dict]:
+    """Run `task(shard_id, *args)` once per shard on the cluster, with a progress bar.
+
+    Returns the stats of every shard that succeeded; raises ShardFailures
+    after all tasks ended if any failed, naming them and the first errors.
+    """
+    if not shard_ids:
+        return {}
+    args = tuple(args)
+    futures = [client.submit(task, shard_id, *args, key=f"{description}-{shard_id}-{client.id}",
+                             retries=retries, pure=False) for shard_id in shard_ids]
+    shard_of = {f.key: s for f, s in zip(futures, shard_ids)}
+    results: dict[int, dict] = {}
+    failures: dict[int, str] = {}
+    with tqdm(total=len(futures), desc=description, unit="shard", dynamic_ncols=True) as progress:
+        for future in as_completed(futures):
+            shard_id = shard_of[future.key]
+            try:
+                results[shard_id] = future.result()
+            except Exception as err:  # noqa: BLE001 - reported below with the shard id
+                failures[shard_id] = f"{type(err).__name__}: {err}"
+                log.error("%s shard %d failed after %d retries: %s", description, shard_id, retries, err)
+            progress.update()
+    if failures:
+        first = "; ".join(f"{s}: {e}" for s, e in sorted(failures.items())[:3])
+        raise ShardFailures(f"{len(failures)} {description} shard(s) failed ({first}). "
+                            "Finished shards are kept: fix the cause and run the stage again.")
+    return results

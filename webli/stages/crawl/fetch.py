@@ -1,0 +1,206 @@
+"""Polite, guarded page fetching: robots.txt, per-host limits, bounded redirects and sizes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import urllib3
+from protego import Protego
+
+from webli.pipeline.config import CrawlConfig
+from webli.stages.crawl.extract import absolute_url
+from webli.stages.netguard import guarded_pool_manager, is_blocked_error, literal_host_drop_reason, scheme_drop_reason
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
+READ_CHUNK = 64 * 1024
+
+
+@dataclass
+class FetchResult:
+    """One fetch: the final URL, and either a body or the reason it was refused."""
+
+    url: str
+    status: int | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+    reason: str | None = None
+    fetch_time: datetime | None = None
+
+    @property
+    def media_type(self) -> str:
+        return (self.content_type or "").split(";", 1)[0].strip().lower()
+
+
+def user_agent_token(user_agent: str) -> str:
+    """The product token robots.txt groups are matched against ('webli-builder/0.1 (...)' -> 'webli-builder')."""
+    return user_agent.split("/", 1)[0].split()[0] if user_agent.strip() else "*"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class HostLimiter:
+    """Per-host politeness: at most N requests in flight and a minimum delay between starts."""
+
+    def __init__(self, max_concurrent: int, delay: float):
+        self.max_concurrent = max_concurrent
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.max_concurrent))
+        self._next_start: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def slot(self, host: str, delay: float | None = None) -> Iterator[None]:
+        """Wait for a turn to request `host`; `delay` overrides the default (Crawl-delay)."""
+        with self._lock:
+            semaphore = self._slots[host]
+        with semaphore:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start[host])
+                self._next_start[host] = start + max(self.delay, delay or 0.0)
+            time.sleep(max(0.0, start - now))
+            yield
+
+
+class Fetcher:
+    """HTTP GET with the SSRF guard on every connection, robots.txt and politeness."""
+
+    def __init__(self, config: CrawlConfig):
+        self.config = config
+        self.limiter = HostLimiter(config.max_concurrent_per_host, config.politeness_delay)
+        self.pool = guarded_pool_manager(
+            config.allow_private_networks, num_pools=64, maxsize=config.max_concurrent_per_host,
+            headers={"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
+            retries=False, block=False)
+        self.robots = RobotsCache(self, user_agent_token(config.user_agent)) if config.obey_robots else None
+
+    def refusal(self, url: str) -> str | None:
+        """Why `url` may not be requested (scheme, literal private address, robots), or None."""
+        reason = scheme_drop_reason(url) or literal_host_drop_reason(url, self.config.allow_private_networks)
+        if reason:
+            return {"scheme": "non_http_scheme", "data_uri": "non_http_scheme"}.get(reason, reason)
+        if self.robots is not None and not self.robots.allowed(url):
+            return "robots_disallowed"
+        return None
+
+    def get(self, url: str, accept: tuple[str, ...] = HTML_TYPES, max_bytes: int | None = None,
+            check_robots: bool = True) -> FetchResult:
+        """Fetch `url`, following up to max_redirects redirects, each one re-checked."""
+        max_bytes = max_bytes or self.config.max_page_bytes
+        for _ in range(self.config.max_redirects + 1):
+            reason = self.refusal(url) if check_robots else scheme_drop_reason(url)
+            if reason:
+                return FetchResult(url, reason=reason)
+            result = self._get_once(url, accept, max_bytes)
+            if result.reason != "redirect":
+                return result
+            url = result.body.decode()
+        return FetchResult(url, reason="too_many_redirects")
+
+    def _get_once(self, url: str, accept: tuple[str, ...], max_bytes: int) -> FetchResult:
+        delay = self.robots.crawl_delay(url) if self.robots is not None else None
+        deadline = time.monotonic() + self.config.timeout
+        with self.limiter.slot(urlsplit(url).netloc, delay):
+            try:
+                return self._request(url, accept, max_bytes, deadline)
+            except Exception as err:  # noqa: BLE001 - every network failure is a counted reason
+                return FetchResult(url, reason=fetch_error_reason(err))
+
+    def _request(self, url: str, accept: tuple[str, ...], max_bytes: int, deadline: float) -> FetchResult:
+        timeout = urllib3.Timeout(connect=self.config.timeout, read=self.config.timeout)
+        response = self.pool.request("GET", url, redirect=False, preload_content=False, timeout=timeout)
+        try:
+            result = FetchResult(url, status=response.status, content_type=response.headers.get("Content-Type"),
+                                 fetch_time=datetime.now(UTC))
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                target = absolute_url(response.headers["Location"], url)
+                result.reason, result.body = ("redirect", target.encode()) if target else ("bad_redirect", None)
+            elif response.status >= 400:
+                result.reason = f"http_{response.status}"
+            elif accept and result.media_type not in accept:
+                result.reason = "not_html"
+            else:
+                result.body, result.reason = read_capped(response, max_bytes, deadline)
+            return result
+        finally:
+            response.release_conn()
+
+
+def read_capped(response, max_bytes: int, deadline: float) -> tuple[bytes | None, str | None]:
+    """Read a body up to `max_bytes` before `deadline`: (body, None) or (None, reason)."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        return None, "too_large"
+    chunks, size = [], 0
+    for chunk in response.stream(READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            return None, "too_large"
+        if time.monotonic() > deadline:
+            return None, "timeout"
+        chunks.append(chunk)
+    return b"".join(chunks), None
+
+
+def fetch_error_reason(error: BaseException) -> str:
+    """Name a network failure: private_address, timeout, truncated, connection_error."""
+    if is_blocked_error(error):
+        return "private_address"
+    text = f"{type(error).__name__} {error}".lower()
+    if "timeout" in text or "timed out" in text:
+        return "timeout"
+    if "incomplete" in text or "protocol" in text or "contentlength" in text:
+        return "truncated"
+    return "connection_error"
+
+
+class RobotsCache:
+    """robots.txt per origin (RFC 9309): 4xx allows all, 5xx or unreachable disallows all."""
+
+    def __init__(self, fetcher: Fetcher, agent: str):
+        self.fetcher = fetcher
+        self.agent = agent
+        self._lock = threading.Lock()
+        self._rules: dict[str, Protego | bool] = {}
+        self._origin_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def _load(self, site: str) -> Protego | bool:
+        result = self.fetcher.get(f"{site}/robots.txt", accept=(), max_bytes=ROBOTS_MAX_BYTES, check_robots=False)
+        if result.body is not None and result.status and result.status < 300:
+            return Protego.parse(result.body.decode("utf-8", errors="replace"))
+        if result.status and 400 <= result.status < 500:
+            return True
+        return False
+
+    def rules(self, url: str) -> Protego | bool:
+        site = origin(url)
+        with self._lock:
+            lock = self._origin_locks[site]
+        with lock:
+            if site not in self._rules:
+                self._rules[site] = self._load(site)
+            return self._rules[site]
+
+    def allowed(self, url: str) -> bool:
+        """May `url` be fetched by this agent?"""
+        rules = self.rules(url)
+        return rules if isinstance(rules, bool) else rules.can_fetch(url, self.agent)
+
+    def crawl_delay(self, url: str) -> float | None:
+        """Crawl-delay for this agent on `url`'s site, if any (needs the rules loaded)."""
+        rules = self._rules.get(origin(url))
+        if isinstance(rules, Protego):
+            delay = rules.crawl_delay(self.agent)
+            return float(delay) if delay is not None else None
+        return None
