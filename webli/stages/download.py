@@ -32,6 +32,8 @@ from webli.stages.netguard import literal_host_drop_reason, scheme_drop_reason
 PASSED_COLUMNS = ["url", "caption", "plan_key", "uid", "page_url", "language", "language_score",
                   "large_width", "large_height"]
 SVG_MARKERS = (b"<svg", b"<!doctype svg")
+IMAGE_SIGNATURES = [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
+                    (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")]
 
 # img2dataset's error messages (and ours) -> drop reason.
 ERROR_REASONS = [
@@ -74,6 +76,18 @@ def is_truncated(data: bytes, image_format: str | None) -> bool:
     return False
 
 
+def sniff_image_format(data: bytes) -> str | None:
+    """The image format the leading bytes announce, whether or not the rest is valid."""
+    for signature, name in IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return "HEIF"
+    return None
+
+
 def probe_image(data: bytes, max_pixels: int) -> str | None:
     """Read only the header: an error message if the bytes are not a usable image, else None."""
     try:
@@ -85,6 +99,9 @@ def probe_image(data: bytes, max_pixels: int) -> str | None:
         head = data[:512].lower()
         if any(marker in head for marker in SVG_MARKERS):
             return "unsupported image format: svg"
+        announced = sniff_image_format(data)
+        if announced:
+            return f"truncated or corrupt {announced} file"
         return f"not an image (starts with {data[:16]!r})"
     if width * height > max_pixels:
         return f"decompression bomb: {width}x{height} pixels declared, limit {max_pixels}"

@@ -14,13 +14,15 @@ LAZY_SRC_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy"
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
 ROBOTS_NO_IMAGES = {"noimageindex", "noai", "noimageai", "none"}
 _DESCRIPTOR = re.compile(r"^(\d+(?:\.\d+)?)([wx])$")
+# URLs made only of these characters need no percent-encoding (the common case, and a fast path).
+_URL_SAFE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$")
 
 
 @dataclass(frozen=True)
 class ImageCandidate:
-    """One `<img>` as found: best source URL (absolute), raw alt, declared size."""
+    """One `<img>` as found: best source reference (not yet resolved), raw alt, declared size."""
 
-    url: str
+    src: str
     alt: str | None
     width: str | None
     height: str | None
@@ -32,6 +34,7 @@ class ParsedPage:
 
     title: str | None
     html_lang: str | None
+    base_url: str = ""
     images: list[ImageCandidate] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     robots_directives: set[str] = field(default_factory=set)
@@ -61,6 +64,8 @@ def absolute_url(reference: str, base: str) -> str | None:
         return None
     if parts.scheme == "data":
         return joined  # kept whole so the caller can count it as a data: URI
+    if _URL_SAFE.match(joined):
+        return joined.split("#", 1)[0]
     return safe_url_string(urlunsplit(parts._replace(fragment="")))
 
 
@@ -128,8 +133,8 @@ def _robots_directives(tree: LexborHTMLParser) -> set[str]:
     return directives
 
 
-def parse_page(html: str, page_url: str, with_links: bool = True) -> ParsedPage:
-    """Parse one HTML page: images with alt texts, title, `<html lang>`, and links if asked."""
+def parse_page(html: str | bytes, page_url: str, with_links: bool = True) -> ParsedPage:
+    """Parse one HTML page (text, or UTF-8 bytes): images with alt texts, title, `<html lang>`, links if asked."""
     tree = LexborHTMLParser(html)
     base = _base_url(tree, page_url)
     root = tree.css_first("html")
@@ -137,6 +142,7 @@ def parse_page(html: str, page_url: str, with_links: bool = True) -> ParsedPage:
     page = ParsedPage(
         title=title_node.text(strip=True) or None if title_node is not None else None,
         html_lang=((root.attributes.get("lang") or "").strip() or None) if root is not None else None,
+        base_url=base,
         robots_directives=_robots_directives(tree),
     )
     for node in tree.css("img, a[href]" if with_links else "img"):
@@ -146,8 +152,7 @@ def parse_page(html: str, page_url: str, with_links: bool = True) -> ParsedPage:
                 page.links.append(link)
             continue
         source = image_source(node)
-        url = absolute_url(source, base) if source else None
-        if url:
+        if source:  # resolved later, only for images whose alt text is kept (most are not)
             attrs = node.attributes
-            page.images.append(ImageCandidate(url, attrs.get("alt"), attrs.get("width"), attrs.get("height")))
+            page.images.append(ImageCandidate(source, attrs.get("alt"), attrs.get("width"), attrs.get("height")))
     return page

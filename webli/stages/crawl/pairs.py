@@ -8,7 +8,7 @@ import unicodedata
 from collections import Counter
 
 from webli.pipeline.config import AltFilterConfig
-from webli.stages.crawl.extract import ImageCandidate, ParsedPage
+from webli.stages.crawl.extract import ParsedPage, absolute_url
 from webli.stages.netguard import scheme_drop_reason
 
 IMAGE_FILE_NAME = re.compile(
@@ -55,14 +55,12 @@ def alt_drop_reason(alt: str, rules: AltFilterConfig, boilerplate: frozenset[str
     return None
 
 
-def image_drop_reason(image: ImageCandidate) -> str | None:
-    """Why an image candidate is not kept, judging its URL and declared size."""
-    url_reason = scheme_drop_reason(image.url)
-    if url_reason:
-        return {"data_uri": "data_uri", "scheme": "non_http_scheme"}.get(url_reason, "bad_url")
-    if is_tracking_pixel(image.width, image.height):
-        return "tracking_pixel"
-    return None
+def url_drop_reason(url: str | None) -> str | None:
+    """Why a resolved image URL is not kept: data: URI, non-http(s) scheme, unparsable."""
+    if url is None:
+        return "bad_url"
+    reason = scheme_drop_reason(url)
+    return {"scheme": "non_http_scheme"}.get(reason, reason)
 
 
 def boilerplate_set(rules: AltFilterConfig) -> frozenset[str]:
@@ -70,27 +68,35 @@ def boilerplate_set(rules: AltFilterConfig) -> frozenset[str]:
     return frozenset(b.casefold() for b in rules.boilerplate)
 
 
-def page_pairs(page: ParsedPage, page_url: str, rules: AltFilterConfig, boilerplate: frozenset[str],
+def page_pairs(page: ParsedPage, rules: AltFilterConfig, boilerplate: frozenset[str],
                seen_uids: set[str], drops: Counter) -> list[tuple[str, str, str]]:
     """Kept (uid, image url, alt) of one page; counts every drop in `drops`.
 
-    `seen_uids` carries the pairs kept so far in the shard, so a pair repeated
-    on many pages is kept once.
+    Checks run cheapest first (alt text, declared size, then the URL, which is
+    only resolved for images that passed); the first failing check names the
+    drop. `seen_uids` carries the pairs kept so far in the shard, so a pair
+    repeated on many pages is kept once.
     """
     if page.images_forbidden:
         drops["page_robots_noimageindex"] += len(page.images)
         return []
-    kept = []
+    kept, resolved = [], {}
     for image in page.images:
-        reason = image_drop_reason(image)
         alt = normalize_alt(image.alt or "")
-        reason = reason or alt_drop_reason(alt, rules, boilerplate)
-        uid = pair_uid(image.url, alt) if reason is None else ""
-        if reason is None and uid in seen_uids:
-            reason = "duplicate_pair"
+        reason = alt_drop_reason(alt, rules, boilerplate)
+        if reason is None and is_tracking_pixel(image.width, image.height):
+            reason = "tracking_pixel"
+        if reason is None:
+            if image.src not in resolved:
+                resolved[image.src] = absolute_url(image.src, page.base_url)
+            url = resolved[image.src]
+            reason = url_drop_reason(url)
+        if reason is None:
+            uid = pair_uid(url, alt)
+            reason = "duplicate_pair" if uid in seen_uids else None
         if reason:
             drops[reason] += 1
             continue
         seen_uids.add(uid)
-        kept.append((uid, image.url, alt))
+        kept.append((uid, url, alt))
     return kept

@@ -1,0 +1,69 @@
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from webli.stages.download import drop_reason, probe_image
+
+LIMIT = 50_000_000
+
+
+def encoded(fmt: str, size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height, with a tiny compressed body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * (width + 1) * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_real_images_pass(fmt):
+    assert probe_image(encoded(fmt), LIMIT) is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_images_are_refused(fmt):
+    data = encoded(fmt, (300, 200))
+    assert "truncated" in probe_image(data[: len(data) // 2], LIMIT)
+
+
+def test_decompression_bomb_refused_from_header():
+    assert probe_image(png_bomb(30000, 30000), LIMIT).startswith("decompression bomb")
+
+
+def test_html_is_not_an_image():
+    assert probe_image(b"<!doctype html><html><body>404</body></html>", LIMIT).startswith("not an image")
+
+
+def test_svg_is_unsupported():
+    svg = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+    assert probe_image(svg, LIMIT).startswith("unsupported image format")
+
+
+@pytest.mark.parametrize("status, message, reason", [
+    ("success", None, None),
+    ("failed_to_download", "HTTP Error 404: Not Found", "http_error"),
+    ("failed_to_download", "<urlopen error timed out>", "timeout"),
+    ("failed_to_download", "Use of image disallowed by X-Robots-Tag directive", "noai"),
+    ("failed_to_download", "<urlopen error refused to connect to non-public address 10.0.0.1 (...)>",
+     "private_address"),
+    ("failed_to_download", "<urlopen error [Errno 111] Connection refused>", "failed_to_download"),
+    ("failed_to_resize", "decompression bomb: 30000x30000 pixels declared", "decompression_bomb"),
+    ("failed_to_resize", "not an image (starts with b'<html>')", "not_an_image"),
+    ("failed_to_resize", "unsupported image format: svg", "unsupported_format"),
+    ("failed_to_resize", "truncated JPEG file", "decode_error"),
+    ("failed_to_resize", "Image decoding error", "decode_error"),
+    ("failed_to_resize", "image too small", "too_small"),
+    ("failed_to_resize", "aspect ratio too large", "aspect_ratio"),
+])
+def test_drop_reason(status, message, reason):
+    assert drop_reason(status, message) == reason

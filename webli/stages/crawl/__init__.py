@@ -1,0 +1,1 @@
+"""Crawl stage: seeds or WARC files -> (image URL, alt text) pairs."""
