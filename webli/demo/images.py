@@ -11,9 +11,9 @@ import glob
 import io
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
@@ -139,7 +139,7 @@ def resize_to_width(image: Image.Image, width: int) -> Image.Image:
 # Photos
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_photo(name: str) -> Image.Image:
     """Load a skimage.data photo as a Pillow image (grey stays grey)."""
     array = PHOTOS[name].load()
@@ -420,7 +420,7 @@ def svg_asset() -> ImageAsset:
         f'  <text x="160" y="48" font-family="sans-serif" font-size="22" text-anchor="middle"'
         f' fill="#224">{SVG_TEXT}</text>\n'
         '</svg>\n'
-    ).encode("utf-8")
+    ).encode()
     return ImageAsset("/img/diagram.svg", "vector", "SVG", 320, 80, "generated:svg", svg,
                       text=SVG_TEXT, text_lang="en")
 

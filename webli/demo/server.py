@@ -20,11 +20,12 @@ import argparse
 import io
 import json
 import logging
+import signal
 import socket
 import struct
 import threading
 import zlib
-from functools import lru_cache, partial
+from functools import cache, partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -88,7 +89,7 @@ CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedErr
 # Bodies of the bad routes (generated on demand, cached)
 
 
-@lru_cache(maxsize=None)
+@cache
 def photo_jpeg(name: str, width: int = 320) -> bytes:
     """A real photo from skimage.data as JPEG bytes."""
     from PIL import Image
@@ -117,7 +118,7 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-@lru_cache(maxsize=None)
+@cache
 def bomb_png(side: int = BOMB_SIDE) -> bytes:
     """A valid, all-black 1-bit PNG of side x side pixels; tiny on disk.
 
@@ -148,11 +149,11 @@ INVALID_UTF8_BODY = (
 )
 
 TEXT_PLAIN_BODY = (
-    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-    "<title>Served as text</title></head>\n<body>\n"
-    '<img src="/img/bad/control.jpg" alt="This img tag is plain text, not HTML">\n'
-    "</body></html>\n"
-).encode("utf-8")
+    b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    b"<title>Served as text</title></head>\n<body>\n"
+    b'<img src="/img/bad/control.jpg" alt="This img tag is plain text, not HTML">\n'
+    b"</body></html>\n"
+)
 
 SHORT_BODY_PROMISED = 10_000
 SHORT_BODY_SENT = (b"<!DOCTYPE html>\n<html><head><title>Cut short</title></head><body>\n"
@@ -186,7 +187,7 @@ def bad_site_page() -> bytes:
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
         "<title>Misbehaving routes</title></head>\n<body>\n<h1>Misbehaving routes</h1>\n"
         f"<ul>\n{link_items}\n</ul>\n{image_items}\n</body>\n</html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 # --------------------------------------------------------------------------
@@ -199,7 +200,7 @@ class DemoRequestHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # sets TCP_NODELAY on every connection
     timeout = 30  # drop idle keep-alive connections
-    server: "DemoHTTPServer"
+    server: DemoHTTPServer
 
     extensions_map = {
         **SimpleHTTPRequestHandler.extensions_map,
@@ -528,7 +529,7 @@ class SiteServer:
         self._access_log: list[str] = []
         self._log_lock = threading.Lock()
 
-    def start(self) -> "SiteServer":
+    def start(self) -> SiteServer:
         """Bind and start serving; returns self."""
         if self.httpd is not None:
             return self
@@ -573,11 +574,16 @@ class SiteServer:
         with self._log_lock:
             self._access_log.clear()
 
-    def __enter__(self) -> "SiteServer":
+    def __enter__(self) -> SiteServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def raise_keyboard_interrupt(signum, frame) -> None:
+    """SIGTERM handler: take the same clean shutdown path as Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -593,6 +599,7 @@ def main() -> None:
     server = SiteServer(arguments.directory, port=arguments.port,
                         bad_routes=not arguments.no_bad_routes,
                         slow_seconds=arguments.slow_seconds, quiet=arguments.quiet)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     with server:
         print(server.url, flush=True)
         try:

@@ -415,6 +415,10 @@ def language_pages(lang: str, lang_index: int, photo_order: list[str],
                             alt_lang=lang, tags=("photo", "thumbnail", "relative-url"))
         archive.raw(f"<p>{archive.link('../../' + photo_path(name, 'xl').lstrip('/'), '⤢')}"
                     f" {thumb}</p>")
+    if lang == "en":
+        archive.figure(photo_path("hubble", "l"), content.LONG_DESCRIPTIVE_ALT, alt_lang="en",
+                       tags=("photo", "long-alt"))
+        archive.figure(DUPLICATE_SRC, DUPLICATE_ALT, alt_lang="en", tags=("photo", "duplicate"))
     archive.raw(f"<p>{archive.link('../signs.html', ui['back'])}</p>")
     return [gallery, signs, archive]
 

@@ -47,7 +47,7 @@ class CrawlConfig(Section):
     max_depth: int = Field(3, ge=0, description="link hops from a seed")
     scope: Literal["host", "prefix"] = Field("host", description="follow links on the seed's host, or under its URL")
     allow_private_networks: bool = Field(False, description="allow loopback/private addresses (tests, intranets)")
-    user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent header; its first token is matched in robots.txt")
+    user_agent: str = Field(DEFAULT_USER_AGENT, description="User-Agent; its product token is matched in robots.txt")
     obey_robots: bool = Field(True, description="obey robots.txt (RFC 9309), Crawl-delay included")
     politeness_delay: float = Field(1.0, ge=0, description="seconds between two requests to one host (at least)")
     max_concurrent_per_host: int = Field(2, ge=1, description="requests in flight to one host")
@@ -83,6 +83,7 @@ class DownloadConfig(Section):
     retries: int = Field(0, ge=0, description="retries per image")
     max_redirects: int = Field(5, ge=0)
     shard_size: int = Field(10_000, ge=1, description="samples per download shard")
+    obey_robots: bool = Field(True, description="check image URLs and redirect targets against robots.txt")
     disallowed_header_directives: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],
         description="X-Robots-Tag directives that forbid using an image")

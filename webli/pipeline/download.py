@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from webli import schemas
 from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError
 from webli.pipeline.storage import StageDir, shard_name, sum_stats
-from webli.stages.crawl.fetch import user_agent_token
-from webli.stages.download import download_shard
-from webli.stages.netguard import install_guarded_urllib
+from webli.stages.download import download_shard, install_download_opener
+from webli.stages.robots import user_agent_token
 
 log = logging.getLogger(__name__)
 STAGE = "download"
@@ -91,12 +89,14 @@ def download_task(shard_id: int, config: Config) -> dict:
     store = StageDir(config.output, STAGE)
     if store.is_done(shard_id):
         return store.read_json(f"{shard_name(shard_id)}_stats.json")
-    install_guarded_urllib(config.crawl.allow_private_networks, config.download.max_redirects)
+    agent = user_agent_token(config.crawl.user_agent)
+    robots = install_download_opener(config.crawl.allow_private_networks, config.download.max_redirects,
+                                     config.download.obey_robots, config.crawl.user_agent, agent,
+                                     config.download.timeout)
     plan = store.read_table(f"{PLAN_DIR}/{shard_name(shard_id)}.parquet")
     with tempfile.TemporaryDirectory(prefix=f"webli-download-{shard_name(shard_id)}-") as work:
-        table, tar_path, stats = download_shard(
-            plan, shard_id, Path(work), config.download, user_agent_token(config.crawl.user_agent),
-            config.crawl.allow_private_networks)
+        table, tar_path, stats = download_shard(plan, shard_id, Path(work), config.download, agent,
+                                                config.crawl.allow_private_networks, robots)
         with store.atomic_path(f"{shard_name(shard_id)}.tar") as tmp:
             store.fs.put_file(str(tar_path), tmp)
     store.write_table(f"{shard_name(shard_id)}.parquet", table, schemas.DOWNLOAD)

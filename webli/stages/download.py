@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import urllib.request
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,8 @@ from PIL import Image, UnidentifiedImageError
 
 from webli import schemas
 from webli.pipeline.config import DownloadConfig
-from webli.stages.netguard import literal_host_drop_reason, scheme_drop_reason
+from webli.stages.netguard import build_guarded_opener, literal_host_drop_reason, scheme_drop_reason
+from webli.stages.robots import RobotsCache, urllib_robots_loader
 
 PASSED_COLUMNS = ["url", "caption", "plan_key", "uid", "page_url", "language", "language_score",
                   "large_width", "large_height"]
@@ -38,6 +40,8 @@ IMAGE_SIGNATURES = [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b
 # img2dataset's error messages (and ours) -> drop reason.
 ERROR_REASONS = [
     ("x-robots-tag", "noai"),
+    ("robots.txt", "robots_disallowed"),
+    ("incompleteread", "truncated_download"),
     ("refused to connect to non-public address", "private_address"),
     ("timed out", "timeout"),
     ("http error", "http_error"),
@@ -164,9 +168,12 @@ class PlannedKeySampleWriter(WebDatasetSampleWriter):
         self.buffered_parquet_writer.write(meta)
 
 
-def refusal_reasons(urls: list[str], allow_private: bool) -> list[str | None]:
-    """Per URL, why it never reaches img2dataset (scheme, private address), or None."""
-    return [scheme_drop_reason(u) or literal_host_drop_reason(u, allow_private) for u in urls]
+def refusal_reason(url: str, allow_private: bool, robots: RobotsCache | None) -> str | None:
+    """Why `url` never reaches img2dataset (scheme, private address, robots.txt), or None."""
+    reason = scheme_drop_reason(url) or literal_host_drop_reason(url, allow_private)
+    if reason is None and robots is not None and not robots.allowed(url):
+        reason = "robots_disallowed"
+    return reason
 
 
 def _refused_rows(plan: pa.Table, reasons: list[str | None]) -> pa.Table:
@@ -203,14 +210,17 @@ def _run_img2dataset(to_fetch: pa.Table, shard_id: int, work_dir: Path, config: 
 
 
 def download_shard(plan: pa.Table, shard_id: int, work_dir: Path, config: DownloadConfig,
-                   user_agent_token: str, allow_private: bool) -> tuple[pa.Table, Path, dict]:
+                   user_agent_token: str, allow_private: bool,
+                   robots: RobotsCache | None = None) -> tuple[pa.Table, Path, dict]:
     """Download one planned shard into `work_dir`.
 
-    Returns the table of every planned row (schema DOWNLOAD, sorted by key),
-    the path of the tar written, and the shard's stats.
+    urllib must already route through the guarded opener (see
+    `install_download_opener`). Returns the table of every planned row
+    (schema DOWNLOAD, sorted by key), the path of the tar written, and the
+    shard's stats.
     """
     started = time.time()
-    reasons = refusal_reasons(plan.column("url").to_pylist(), allow_private)
+    reasons = [refusal_reason(url, allow_private, robots) for url in plan.column("url").to_pylist()]
     to_fetch = plan.filter(pa.array([r is None for r in reasons], pa.bool_()))
     fetched = _run_img2dataset(to_fetch, shard_id, work_dir, config, user_agent_token)
     rows = pa.concat_tables([_with_drop_reasons(fetched), _refused_rows(plan, reasons)], promote_options="default")
@@ -218,6 +228,22 @@ def download_shard(plan: pa.Table, shard_id: int, work_dir: Path, config: Downlo
     if table.num_rows != plan.num_rows:
         raise RuntimeError(f"shard {shard_id}: {plan.num_rows} rows planned but {table.num_rows} written")
     return table, work_dir / f"{shard_id:05d}.tar", download_stats(table, started)
+
+
+def install_download_opener(allow_private: bool, max_redirects: int, obey_robots: bool, user_agent: str,
+                            agent_token: str, timeout: float) -> RobotsCache | None:
+    """Route this process's urllib (what img2dataset calls) through the SSRF guard.
+
+    With `obey_robots`, returns the robots.txt cache the shard's URLs are
+    checked against, which also vets every redirect target.
+    """
+    robots = None
+    if obey_robots:
+        loader = urllib_robots_loader(build_guarded_opener(allow_private, max_redirects), user_agent, timeout)
+        robots = RobotsCache(loader, agent_token)
+    opener = build_guarded_opener(allow_private, max_redirects, robots.allowed if robots else None)
+    urllib.request.install_opener(opener)
+    return robots
 
 
 def download_stats(table: pa.Table, started: float) -> dict:

@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import urllib3
@@ -135,23 +136,28 @@ class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
 
 
 class _BoundedRedirectHandler(urllib.request.HTTPRedirectHandler):
-    def __init__(self, max_redirects: int):
+    def __init__(self, max_redirects: int, target_allowed: Callable[[str], bool] | None):
         super().__init__()
         self.max_redirections = max_redirects
         self.max_repeats = min(self.max_repeats, max_redirects)
+        self.target_allowed = target_allowed
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         reason = scheme_drop_reason(newurl)
         if reason:
             raise urllib.error.HTTPError(newurl, code, f"redirect to a refused URL ({reason})", headers, fp)
+        if self.target_allowed is not None and not self.target_allowed(newurl):
+            raise urllib.error.HTTPError(newurl, code, "redirect to a URL disallowed by robots.txt", headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def build_guarded_opener(allow_private: bool, max_redirects: int = 5) -> urllib.request.OpenerDirector:
+def build_guarded_opener(allow_private: bool, max_redirects: int = 5,
+                         redirect_allowed: Callable[[str], bool] | None = None) -> urllib.request.OpenerDirector:
     """An urllib opener with only http(s), vetted addresses and bounded redirects.
 
     It has no file:, ftp: or data: handler, so such URLs fail with
-    'unknown url type' even if one slips through.
+    'unknown url type' even if one slips through. `redirect_allowed` (e.g. a
+    robots.txt check) is asked about every redirect target.
     """
     opener = urllib.request.OpenerDirector()
     for handler in (
@@ -159,19 +165,11 @@ def build_guarded_opener(allow_private: bool, max_redirects: int = 5) -> urllib.
         _GuardedHTTPHandler(allow_private),
         _GuardedHTTPSHandler(allow_private),
         urllib.request.HTTPDefaultErrorHandler(),
-        _BoundedRedirectHandler(max_redirects),
+        _BoundedRedirectHandler(max_redirects, redirect_allowed),
         urllib.request.HTTPErrorProcessor(),
     ):
         opener.add_handler(handler)
     return opener
-
-
-def install_guarded_urllib(allow_private: bool, max_redirects: int = 5) -> None:
-    """Make urllib.request.urlopen (what img2dataset calls) use the guarded opener.
-
-    This is process-wide: call it in the worker process before downloading.
-    """
-    urllib.request.install_opener(build_guarded_opener(allow_private, max_redirects))
 
 
 # --- urllib3 (used by the crawler) -------------------------------------------
@@ -185,7 +183,7 @@ def _guarded_urllib3_class(base: type, allow_private: bool) -> type:
                     allow_private=allow_private, socket_options=self.socket_options)
             except BlockedAddressError:
                 raise
-            except socket.timeout as err:
+            except TimeoutError as err:
                 raise urllib3.exceptions.ConnectTimeoutError(self, f"connect timed out ({err})") from err
             except OSError as err:
                 raise urllib3.exceptions.NewConnectionError(self, f"failed to connect: {err}") from err

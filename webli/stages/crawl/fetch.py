@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import urllib3
-from protego import Protego
 
 from webli.pipeline.config import CrawlConfig
 from webli.stages.crawl.extract import absolute_url
 from webli.stages.netguard import guarded_pool_manager, is_blocked_error, literal_host_drop_reason, scheme_drop_reason
+from webli.stages.robots import ROBOTS_MAX_BYTES, RobotsCache, user_agent_token
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 §2.5: parse at least 500 KiB
 READ_CHUNK = 64 * 1024
 
 
@@ -37,16 +36,6 @@ class FetchResult:
     @property
     def media_type(self) -> str:
         return (self.content_type or "").split(";", 1)[0].strip().lower()
-
-
-def user_agent_token(user_agent: str) -> str:
-    """The product token robots.txt groups are matched against ('webli-builder/0.1 (...)' -> 'webli-builder')."""
-    return user_agent.split("/", 1)[0].split()[0] if user_agent.strip() else "*"
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class HostLimiter:
@@ -83,7 +72,15 @@ class Fetcher:
             config.allow_private_networks, num_pools=64, maxsize=config.max_concurrent_per_host,
             headers={"User-Agent": config.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
             retries=False, block=False)
-        self.robots = RobotsCache(self, user_agent_token(config.user_agent)) if config.obey_robots else None
+        self.robots = RobotsCache(self.load_robots, user_agent_token(config.user_agent)) \
+            if config.obey_robots else None
+
+    def load_robots(self, url: str) -> tuple[int | None, bytes | None]:
+        """Fetch a robots.txt (redirects followed, size capped): (status or None, body or None)."""
+        result = self.get(url, accept=(), max_bytes=ROBOTS_MAX_BYTES, check_robots=False)
+        if result.reason and result.reason.startswith("http_"):
+            return result.status, None
+        return (result.status, result.body) if result.body is not None else (None, None)
 
     def refusal(self, url: str) -> str | None:
         """Why `url` may not be requested (scheme, literal private address, robots), or None."""
@@ -163,44 +160,3 @@ def fetch_error_reason(error: BaseException) -> str:
     if "incomplete" in text or "protocol" in text or "contentlength" in text:
         return "truncated"
     return "connection_error"
-
-
-class RobotsCache:
-    """robots.txt per origin (RFC 9309): 4xx allows all, 5xx or unreachable disallows all."""
-
-    def __init__(self, fetcher: Fetcher, agent: str):
-        self.fetcher = fetcher
-        self.agent = agent
-        self._lock = threading.Lock()
-        self._rules: dict[str, Protego | bool] = {}
-        self._origin_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-
-    def _load(self, site: str) -> Protego | bool:
-        result = self.fetcher.get(f"{site}/robots.txt", accept=(), max_bytes=ROBOTS_MAX_BYTES, check_robots=False)
-        if result.body is not None and result.status and result.status < 300:
-            return Protego.parse(result.body.decode("utf-8", errors="replace"))
-        if result.status and 400 <= result.status < 500:
-            return True
-        return False
-
-    def rules(self, url: str) -> Protego | bool:
-        site = origin(url)
-        with self._lock:
-            lock = self._origin_locks[site]
-        with lock:
-            if site not in self._rules:
-                self._rules[site] = self._load(site)
-            return self._rules[site]
-
-    def allowed(self, url: str) -> bool:
-        """May `url` be fetched by this agent?"""
-        rules = self.rules(url)
-        return rules if isinstance(rules, bool) else rules.can_fetch(url, self.agent)
-
-    def crawl_delay(self, url: str) -> float | None:
-        """Crawl-delay for this agent on `url`'s site, if any (needs the rules loaded)."""
-        rules = self._rules.get(origin(url))
-        if isinstance(rules, Protego):
-            delay = rules.crawl_delay(self.agent)
-            return float(delay) if delay is not None else None
-        return None
