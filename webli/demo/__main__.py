@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from webli.demo.server import SiteServer
 from webli.demo.site import build_demo_site
-from webli.pipeline.cli import STAGES, run_stage, summary_line
+from webli.pipeline.cli import implemented_stages, run_stage, summary_line
 from webli.pipeline.config import config_to_yaml, validate_config
 from webli.pipeline.storage import StageDir
 
@@ -71,7 +71,7 @@ def main() -> None:
         log.info("serving the demo site at %s", server.url)
         config = validate_config(demo_config(run_dir.resolve(), server.url))
         StageDir(str(run_dir), "").write_bytes("config.yaml", config_to_yaml(config).encode())
-        results = {name: run_stage(name, config) for name, runner in STAGES.items() if runner is not None}
+        results = {name: run_stage(name, config) for name in implemented_stages()}
     print_summary(run_dir.resolve(), results)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -11,23 +12,28 @@ import typer
 
 from webli.pipeline.cluster import ShardFailures
 from webli.pipeline.config import Config, ConfigError, config_to_yaml, load_config
-from webli.pipeline.crawl import run_crawl
-from webli.pipeline.download import run_download
 from webli.pipeline.storage import StageDir
 
 log = logging.getLogger("webli")
 
-# Stages in pipeline order; None marks a stage not built yet.
-STAGES: dict[str, Callable[[Config], dict] | None] = {
-    "crawl": run_crawl,
-    "download": run_download,
-    "ocr": None,
-    "dedup": None,
-    "score": None,
-    "select": None,
-    "train": None,
-    "card": None,
-}
+# Stages in pipeline order: each is `run_<stage>(config) -> stats` in webli.pipeline.<stage>.
+STAGE_NAMES = ["crawl", "download", "ocr", "dedup", "score", "select", "train", "card"]
+
+
+def stage_runner(name: str) -> Callable[[Config], dict] | None:
+    """The runner of a stage, or None if that stage is not built yet."""
+    try:
+        module = importlib.import_module(f"webli.pipeline.{name}")
+    except ModuleNotFoundError as err:
+        if err.name == f"webli.pipeline.{name}":
+            return None
+        raise
+    return getattr(module, f"run_{name}")
+
+
+def implemented_stages() -> list[str]:
+    """Stages that exist, in pipeline order."""
+    return [name for name in STAGE_NAMES if stage_runner(name) is not None]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build a WebLI-style image-text dataset: crawl -> download -> ... -> card.")
@@ -56,10 +62,9 @@ def resolve_config(config: str | None, output: str | None, scheduler: str | None
 
 def run_stage(name: str, config: Config) -> dict:
     """Run one stage by name; a stage not built yet is a clear error."""
-    runner = STAGES[name]
+    runner = stage_runner(name)
     if runner is None:
-        raise ConfigError(f"the {name} stage is not implemented yet; implemented stages: "
-                          f"{[s for s, r in STAGES.items() if r]}")
+        raise ConfigError(f"the {name} stage is not implemented yet; implemented stages: {implemented_stages()}")
     log.info("stage %s: starting (output %s)", name, config.output)
     stats = runner(config)
     log.info("stage %s: %s", name, summary_line(stats))
@@ -96,7 +101,7 @@ def _stage_command(name: str) -> Callable:
     return command
 
 
-for _name in STAGES:
+for _name in STAGE_NAMES:
     app.command(_name)(_stage_command(_name))
 
 
@@ -104,7 +109,7 @@ for _name in STAGES:
 def run_all(config: ConfigOption = None, output: OutputOption = None, scheduler: SchedulerOption = None,
             overrides: SetOption = None, verbose: VerboseOption = False) -> None:
     """Run every implemented stage in order, skipping finished work."""
-    _main([s for s, r in STAGES.items() if r], config, output, scheduler, overrides, verbose)
+    _main(implemented_stages(), config, output, scheduler, overrides, verbose)
 
 
 def main() -> None:

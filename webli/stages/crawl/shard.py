@@ -6,6 +6,7 @@ breadth-first. Both paths feed the same `PageRecorder`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,8 @@ from webli.stages.crawl.extract import parse_page
 from webli.stages.crawl.fetch import HTML_TYPES, Fetcher, FetchResult
 from webli.stages.crawl.langid import identify_languages
 from webli.stages.crawl.pairs import boilerplate_set, page_pairs
+
+log = logging.getLogger(__name__)
 
 
 def decode_html(body: bytes, content_type: str | None) -> tuple[str, str | bytes]:
@@ -228,5 +231,8 @@ def crawl_seeds(seeds: list[str], config: CrawlConfig, fetcher: Fetcher | None =
                 else:
                     links += recorder.parsed(result, depth, with_links=depth < config.max_depth)
             level = frontier.admit(sorted(u for u in set(links) if in_scope(u, seeds, config.scope)))
+            log.info("crawl %s: depth %d done, %d pages, %d pairs so far, %d pages next",
+                     urlsplit(seeds[0]).netloc, depth, sum(recorder.page_outcomes.values()),
+                     len(recorder.pair_rows["uid"]), len(level))
     pairs, pages = recorder.tables()
     return pairs, pages, recorder.stats(started)

@@ -1,0 +1,1 @@
+"""Config sections, one module per stage, composed into `webli.pipeline.config.Config`."""
