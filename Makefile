@@ -9,12 +9,17 @@ CONFIG ?= run.yaml
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 # Debian packages: fonts to render the demo's multi-script text images; wget for
-# the realweb WARC benchmark.
-APT_PACKAGES := fonts-dejavu-core fonts-noto-core wget
+# the realweb WARC benchmark; tesseract with the OSD model, 33 language packs and
+# the script packs of every script WebLI's languages are written in.
+TESSERACT_LANGS := eng deu fra spa ita por nld pol ces swe dan nor fin hun ron tur vie ind \
+	rus ukr bul ell ara fas heb hin ben tam tha chi-sim chi-tra jpn kor
+TESSERACT_SCRIPTS := latn cyrl grek arab hebr deva hans hant jpan hang thai
+APT_PACKAGES := fonts-dejavu-core fonts-noto-core wget tesseract-ocr tesseract-ocr-osd \
+	$(addprefix tesseract-ocr-,$(TESSERACT_LANGS)) $(addprefix tesseract-ocr-script-,$(TESSERACT_SCRIPTS))
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
-STAGES := crawl download ocr dedup score select train card
+STAGES := crawl download ocr dedup score select train card bootstrap-filter
 .PHONY: install system-deps test test-fast demo bench lint lock clean run $(STAGES)
 
 install: $(STAMP) $(SYSTEM_STAMP)

@@ -1,4 +1,4 @@
-"""`webli run` on the demo site served on 127.0.0.1: crawl then download, through the CLI and Dask."""
+"""`webli run --until download` on the demo site served on 127.0.0.1: crawl then download, through the CLI and Dask."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def run(demo_server, tmp_path_factory):
         "cluster": {"workers": 2},
     })
     demo_server.clear_access_log()
-    result = webli("run", "-c", str(config))
+    result = webli("run", "-c", str(config), "--until", "download")
     assert result.returncode == 0, result.stderr[-3000:]
     return output, config, result, list(demo_server.access_log)
 
@@ -79,7 +79,7 @@ def test_tars_hold_exactly_the_successes_with_metadata(run):
 def test_rerun_is_a_no_op(run):
     output, config, _, _ = run
     before = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file() and p.name != "config.yaml"}
-    again = webli("run", "-c", str(config))
+    again = webli("run", "-c", str(config), "--until", "download")
     assert again.returncode == 0, again.stderr[-2000:]
     after = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file() and p.name != "config.yaml"}
     assert after == before

@@ -20,15 +20,20 @@ log = logging.getLogger("webli")
 STAGE_NAMES = ["crawl", "download", "ocr", "dedup", "score", "select", "train", "card"]
 
 
+# Steps that are not stages of the flow but run the same way: name -> (module, function).
+EXTRA_STEPS = {"bootstrap-filter": ("train", "run_bootstrap_filter")}
+
+
 def stage_runner(name: str) -> Callable[[Config], dict] | None:
-    """The runner of a stage, or None if that stage is not built yet."""
+    """The runner of a stage (or extra step), or None if it is not built yet."""
+    module_name, function = EXTRA_STEPS.get(name, (name, f"run_{name}"))
     try:
-        module = importlib.import_module(f"webli.pipeline.{name}")
+        module = importlib.import_module(f"webli.pipeline.{module_name}")
     except ModuleNotFoundError as err:
-        if err.name == f"webli.pipeline.{name}":
+        if err.name == f"webli.pipeline.{module_name}":
             return None
         raise
-    return getattr(module, f"run_{name}")
+    return getattr(module, function, None)
 
 
 def implemented_stages() -> list[str]:
@@ -101,15 +106,24 @@ def _stage_command(name: str) -> Callable:
     return command
 
 
-for _name in STAGE_NAMES:
+for _name in [*STAGE_NAMES, *EXTRA_STEPS]:
     app.command(_name)(_stage_command(_name))
+
+
+UntilOption = Annotated[str | None, typer.Option(help="stop after this stage")]
 
 
 @app.command("run")
 def run_all(config: ConfigOption = None, output: OutputOption = None, scheduler: SchedulerOption = None,
-            overrides: SetOption = None, verbose: VerboseOption = False) -> None:
+            overrides: SetOption = None, verbose: VerboseOption = False, until: UntilOption = None) -> None:
     """Run every implemented stage in order, skipping finished work."""
-    _main(implemented_stages(), config, output, scheduler, overrides, verbose)
+    stages = implemented_stages()
+    if until is not None:
+        if until not in stages:
+            typer.echo(f"error: --until {until}: expected one of {stages}", err=True)
+            raise typer.Exit(2)
+        stages = stages[: stages.index(until) + 1]
+    _main(stages, config, output, scheduler, overrides, verbose)
 
 
 def main() -> None:
