@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from dask.distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
@@ -61,14 +60,6 @@ def dask_client(config: ClusterConfig, workers: int | None = None) -> Iterator[C
             yield client
     finally:
         cluster.close()
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What a shard task returns: its id and its stats."""
-
-    shard_id: int
-    stats: dict
 
 
 def run_shards(client: Client, task: Callable[..., dict], shard_ids: Sequence[int], *,
