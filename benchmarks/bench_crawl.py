@@ -174,9 +174,14 @@ def run_child(variant: str, path: Path) -> dict:
 
 def profile_ours(path: Path, top: int = 15) -> tuple[str, list[list]]:
     clear_caches()
+    return profile_call(lambda: run_ours(path), top)
+
+
+def profile_call(fn, top: int) -> tuple[str, list[list]]:
+    """cProfile `fn()`: (total seconds, rows of the `top` functions by tottime)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    run_ours(path)
+    fn()
     profiler.disable()
     buffer = io.StringIO()
     stats = pstats.Stats(profiler, stream=buffer)
@@ -330,40 +335,46 @@ def crawl_live(max_pages: int, max_depth: int, delay: float, concurrency: int) -
 
 def bench_seeds(reps: int, max_pages: int, max_depth: int, slow_pages: int) -> str:
     common.require_server()
+    shallow = max(0, max_depth - 1)
     settings = [
-        ("off", 0.0, 8, max_pages),
-        ("on: 0.05 s/host, 2 in flight", 0.05, 2, max_pages),
+        ("off", 0.0, 8, max_pages, max_depth),
+        ("on: 0.05 s/host, 2 in flight", 0.05, 2, max_pages, max_depth),
+        (f"off, max_depth {shallow} (diagnostic)", 0.0, 8, max_pages, shallow),
     ]
     runs: dict[str, list[dict]] = {s[0]: [] for s in settings}
     log(f"live crawl from {SEED}: warm-up")
     crawl_live(20, 1, 0.0, 8)
     for rep in range(reps):
-        for label, delay, conc, pages in (settings if rep % 2 == 0 else settings[::-1]):
-            runs[label].append(crawl_live(pages, max_depth, delay, conc))
+        for label, delay, conc, pages, depth in (settings if rep % 2 == 0 else settings[::-1]):
+            runs[label].append(crawl_live(pages, depth, delay, conc))
             r = runs[label][-1]
             log(f"politeness {label}: {r['parsed']} pages in {r['wall']:.1f}s")
     default_label = "on: default 1.0 s/host, 2 in flight"
     log(f"politeness at the default delay, {slow_pages} pages")
     runs[default_label] = [crawl_live(slow_pages, max_depth, 1.0, 2)]
-    settings.append((default_label, 1.0, 2, slow_pages))
+    settings.append((default_label, 1.0, 2, slow_pages, max_depth))
 
     rows, checks = [], []
-    for label, delay, conc, pages in settings:
+    for label, delay, conc, pages, depth in settings:
         r = runs[label]
-        floor = (r[0]["requested"] + 1) * delay  # +1: robots.txt; requests to one host start >= delay apart
-        rows.append([label, f"{delay:g}", conc, pages, len(r), r[0]["parsed"], r[0]["requested"], r[0]["pairs"],
+        # requested pages + robots.txt, one host, starts >= delay apart: (n + 1 - 1) * delay
+        floor = r[0]["requested"] * delay
+        rows.append([label, f"{delay:g}", conc, pages, depth, len(r), r[0]["parsed"], r[0]["requested"], r[0]["pairs"],
                      fmt_range([x["wall"] for x in r], 2), fmt_range([x["parsed"] / x["wall"] for x in r]),
                      fmt_range([x["parsed"] / x["cpu"] for x in r]),
                      f"{floor:.1f}" if delay else "-"])
         for i, x in enumerate(r):
             checks.append([label, i + 1, x["depths"], x["refused"], len(x["disallowed_rows"]),
                            len(x["disallowed_fetched_rows"]), x["log_requests"], len(x["log_disallowed"])])
-    table = md_table(["politeness", "delay s", "in flight/host", "max_pages", "runs", "pages parsed",
+    table = md_table(["politeness", "delay s", "in flight/host", "max_pages", "max_depth", "runs", "pages parsed",
                       "requests", "pairs", "wall s", "pages/s (wall)", "pages per CPU-s",
                       "politeness floor s"], rows)
     check_table = md_table(["politeness", "run", "pages by depth", "refused by reason",
-                            f"{DISALLOWED} rows in pages table", f"... of which fetched",
+                            f"{DISALLOWED} rows in pages table", "... of which fetched",
                             "GET lines in server log", f"GET {DISALLOWED} in server log"], checks)
+    log("profiling one live crawl, politeness off")
+    profile_total, profile_rows = profile_call(lambda: crawl_live(max_pages, max_depth, 0.0, 8), 12)
+    profile_table = md_table(["calls", "tottime s", "% of total", "cumtime s", "function"], profile_rows)
     bad = any(c[5] or c[7] for c in checks)
     verdict = ("**FAILED: a robots-disallowed URL was requested**" if bad else
                f"OK: no `{DISALLOWED}` URL was requested in any run (the hub's link to it is listed as "
@@ -371,15 +382,21 @@ def bench_seeds(reps: int, max_pages: int, max_depth: int, slow_pages: int) -> s
     return "\n".join([
         "## Live crawl: `crawl_seeds` against the realweb server",
         "",
-        f"Seed `{SEED}`, max_depth {max_depth}, robots.txt obeyed, allow_private_networks true, one host, one "
+        f"Seed `{SEED}`, robots.txt obeyed, allow_private_networks true, one host, one "
         "process. `requests` = page rows that were requested (robots refusals excluded; robots.txt itself is "
         "one more). The politeness floor is the least time the per-host delay allows for those requests. "
-        "The server is Python's threaded http.server on the same 2 cores, so it is part of what is measured.",
+        "The server is Python's threaded http.server on the same 2 cores, so it is part of what is measured. "
+        f"The max_depth {shallow} row fetches and parses the same pages (the page budget is spent before the "
+        f"last level) but does not extract links on the last level it fetches: the difference to the first row "
+        "is link work whose results the full frontier can no longer admit.",
         "",
         table, "",
         "Robots check, per run (the server log may also hold requests from other work on this machine):", "",
         check_table, "",
         verdict, "",
+        f"cProfile of one live crawl with politeness off (max_pages {max_pages}, max_depth {max_depth}; profiled "
+        f"total {profile_total} s, fetch threads included as waits), top 12 by tottime:", "",
+        profile_table, "",
     ])
 
 

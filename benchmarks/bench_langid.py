@@ -743,7 +743,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--realweb", type=Path, default=Path("/tmp/realweb/www"),
-                        help="realweb web root (built by %s)" % BUILD_HINT)
+                        help=f"realweb web root (built by {BUILD_HINT})")
     parser.add_argument("--per-label", type=int, default=300,
                         help="max texts per language label (default 300)")
     parser.add_argument("--max-pages", type=int, default=400,

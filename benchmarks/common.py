@@ -169,6 +169,19 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process so far (its threads included, its children not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _children(pid: int) -> list[int]:
     """Direct children, from /proc/PID/task/*/children (no psutil needed)."""
     kids = []
@@ -197,6 +210,9 @@ class TreePeakRSS:
         self.peak_kib: dict[int, int] = {}
         self.cmdline: dict[int, str] = {}
         self.parent: dict[int, int] = {}
+        self.samples: dict[int, int] = {}
+        self.threads: dict[int, int] = {}  # most threads seen at once
+        self.cpu: dict[int, float] = {}  # user + system CPU seconds at the last sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -215,9 +231,21 @@ class TreePeakRSS:
             hwm = _status_kib(pid, "VmHWM:")
             if hwm is None:
                 continue
-            if pid not in self.cmdline or not self.cmdline[pid]:
-                self.cmdline[pid] = _cmdline(pid)
-            self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), hwm)
+            cmdline = _cmdline(pid)
+            if cmdline != self.cmdline.get(pid):
+                # New process, or one that called execve (e.g. a fork running `uname -p`): a forked
+                # child first shows its parent's command line and shared pages, so start afresh.
+                self.cmdline[pid] = cmdline
+                self.peak_kib[pid] = 0
+                self.samples[pid] = 0
+                self.threads[pid] = 0
+                self.cpu[pid] = 0.0
+            self.peak_kib[pid] = max(self.peak_kib[pid], hwm)
+            self.samples[pid] += 1
+            self.threads[pid] = max(self.threads.get(pid, 0), _status_kib(pid, "Threads:") or 0)
+            cpu = _cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu[pid] = cpu
             for child in _children(pid):
                 self.parent.setdefault(child, pid)
                 stack.append(child)
@@ -228,10 +256,19 @@ class TreePeakRSS:
             self._stop.wait(self.period)
         self._sample()
 
-    def workers(self) -> dict[int, int]:
-        """Peak KiB of the multiprocessing-spawned workers (Dask workers, img2dataset pool)."""
+    def workers(self, min_threads: int = 0, min_life: float = 0.5) -> dict[int, int]:
+        """Peak KiB of the multiprocessing-spawned workers (Dask workers, img2dataset pool).
+
+        Processes seen for less than `min_life` seconds are left out: a worker
+        that forks to run a command shows the worker's command line until it
+        calls execve. With `min_threads`, so are processes that never ran that
+        many threads at once (e.g. img2dataset's logger process, beside the
+        pool workers that each run a download thread pool).
+        """
+        min_samples = max(2, int(min_life / self.period))
         return {pid: kib for pid, kib in self.peak_kib.items()
-                if "spawn_main" in self.cmdline.get(pid, "") and pid != self.root_pid}
+                if "spawn_main" in self.cmdline.get(pid, "") and pid != self.root_pid
+                and self.samples.get(pid, 0) >= min_samples and self.threads.get(pid, 0) >= min_threads}
 
     def root(self) -> int:
         return self.peak_kib.get(self.root_pid, 0)

@@ -99,6 +99,6 @@ def test_unknown_config_key_fails_fast_with_its_name(tmp_path):
     assert "crawl.max_page: unknown key" in result.stderr
 
 
-def test_unbuilt_stage_says_so(tmp_path):
-    result = webli("score", "--output", str(tmp_path / "o"))
-    assert result.returncode == 2 and "score stage is not implemented yet" in result.stderr
+def test_stage_without_its_input_says_what_to_run(tmp_path):
+    result = webli("download", "--output", str(tmp_path / "o"))
+    assert result.returncode == 2 and "run `webli crawl` first" in result.stderr

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+import dask
 from dask.distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
@@ -45,6 +46,10 @@ def dask_client(config: ClusterConfig, workers: int | None = None) -> Iterator[C
             yield client
         return
     os.environ.update(WORKER_ENV)  # inherited by the worker processes
+    # The worker's statistical profiler samples every thread each 10 ms; next
+    # to img2dataset's 32 download threads it cost 1.3-1.5x the CPU of the same
+    # shard in a plain process (benchmarks/results/download.md).
+    dask.config.set({"distributed.worker.profile.enabled": False})
     n_workers = workers or config.workers
     cluster = LocalCluster(
         n_workers=n_workers,

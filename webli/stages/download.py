@@ -127,7 +127,6 @@ class ProbingResizer:
         self.large = Resizer(image_size=config.large_copy_size, resize_mode="keep_ratio_largest",
                              resize_only_if_bigger=True, **common) if config.large_copy_size else None
         self._last_large: tuple[bytes, tuple] | None = None
-        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, from the header, before decoding
 
     def __call__(self, img_stream, blurring_bbox_list=None):
         error = probe_image(img_stream.getvalue(), self.max_pixels)

@@ -192,12 +192,19 @@ class Frontier:
     max_pages: int
     seen: set[str] = field(default_factory=set)
 
+    @property
+    def has_room(self) -> bool:
+        """Can another page still be admitted?"""
+        return len(self.seen) < self.max_pages
+
     def admit(self, urls: Iterable[str]) -> list[str]:
         """The URLs not seen before, in order, within the page budget."""
         admitted = []
         for url in urls:
+            if not self.has_room:
+                break
             identity = url_identity(url)
-            if identity in self.seen or len(self.seen) >= self.max_pages:
+            if identity in self.seen:
                 continue
             self.seen.add(identity)
             admitted.append(url)
@@ -226,10 +233,12 @@ def crawl_seeds(seeds: list[str], config: CrawlConfig, fetcher: Fetcher | None =
             results = sorted(pool.map(fetcher.get, level), key=lambda r: r.url)
             links = []
             for result in results:
+                # links are only worth extracting while they can still be admitted
+                wants_links = depth < config.max_depth and frontier.has_room
                 if result.reason:
                     recorder.refused(result, depth)
                 else:
-                    links += recorder.parsed(result, depth, with_links=depth < config.max_depth)
+                    links += recorder.parsed(result, depth, with_links=wants_links)
             level = frontier.admit(sorted(u for u in set(links) if in_scope(u, seeds, config.scope)))
             log.info("crawl %s: depth %d done, %d pages, %d pairs so far, %d pages next",
                      urlsplit(seeds[0]).netloc, depth, sum(recorder.page_outcomes.values()),
