@@ -16,7 +16,7 @@ def run(demo_server, tmp_path_factory):
         "output": str(output),
         "crawl": {"seeds": [demo_server.url + "/index.html"], "allow_private_networks": True,
                   "politeness_delay": 0, "max_concurrent_per_host": 4, "timeout": 1.5, "max_depth": 4},
-        "download": {"shard_size": 50, "timeout": 1.5, "large_copy_size": 512, "thread_count": 8},
+        "download": {"shard_size": 50, "timeout": 2.5, "large_copy_size": 512, "thread_count": 8},
         "cluster": {"workers": 2},
     })
     demo_server.clear_access_log()
