@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -42,8 +45,30 @@ def tar_samples(path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """A pipeline run on the demo site: output folder, config (dict and file), CLI result, paths served."""
+
+    output: Path
+    config: dict
+    config_path: Path
+    result: subprocess.CompletedProcess | None = None
+    access_log: tuple[str, ...] = ()
+
+
+def copy_run(run: DemoRun, folder: Path, **sections) -> DemoRun:
+    """A copy of `run`'s output under `folder`, with a config that points at it plus `sections` merged in."""
+    output = folder / "out"
+    shutil.copytree(run.output, output)
+    config = copy.deepcopy(run.config)
+    config["output"] = str(output)
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return DemoRun(output, config, write_config(folder / "run.yaml", config))
+
+
 def stats(folder: Path) -> dict[int, dict]:
     return {int(p.name[:5]): json.loads(p.read_text()) for p in sorted(folder.glob("*_stats.json"))}
 
 
-__all__ = ["write_config", "webli", "read_parquets", "tar_samples", "stats"]
+__all__ = ["DemoRun", "copy_run", "write_config", "webli", "read_parquets", "tar_samples", "stats"]

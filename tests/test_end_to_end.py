@@ -9,20 +9,9 @@ from helpers import read_parquets, stats, tar_samples, webli, write_config
 
 
 @pytest.fixture(scope="module")
-def run(demo_server, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e")
-    output = folder / "out"
-    config = write_config(folder / "run.yaml", {
-        "output": str(output),
-        "crawl": {"seeds": [demo_server.url + "/index.html"], "allow_private_networks": True,
-                  "politeness_delay": 0, "max_concurrent_per_host": 4, "timeout": 1.5, "max_depth": 4},
-        "download": {"shard_size": 50, "timeout": 2.5, "large_copy_size": 512, "thread_count": 8},
-        "cluster": {"workers": 2},
-    })
-    demo_server.clear_access_log()
-    result = webli("run", "-c", str(config), "--until", "download")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output, config, result, list(demo_server.access_log)
+def run(demo_download):
+    """The session's crawl + download of the demo site (conftest.demo_download)."""
+    return demo_download.output, demo_download.config_path, demo_download.result, demo_download.access_log
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import typer
 
 from webli.pipeline.cluster import ShardFailures
 from webli.pipeline.config import Config, ConfigError, config_to_yaml, load_config
+from webli.pipeline.sections.score import BOOTSTRAP_MODEL
 from webli.pipeline.storage import StageDir
 
 log = logging.getLogger("webli")
@@ -39,6 +40,17 @@ def stage_runner(name: str) -> Callable[[Config], dict] | None:
 def implemented_stages() -> list[str]:
     """Stages that exist, in pipeline order."""
     return [name for name in STAGE_NAMES if stage_runner(name) is not None]
+
+
+def pipeline_steps(config: Config) -> list[str]:
+    """What `webli run` runs, in order: the implemented stages, and the bootstrap filter before the score
+    stage when the score stage uses it (`score.model: bootstrap`)."""
+    steps = []
+    for name in implemented_stages():
+        if name == "score" and config.score.model == BOOTSTRAP_MODEL and stage_runner("bootstrap-filter"):
+            steps.append("bootstrap-filter")
+        steps.append(name)
+    return steps
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build a WebLI-style image-text dataset: crawl -> download -> ... -> card.")
@@ -82,14 +94,16 @@ def summary_line(stats: dict) -> str:
     return f"{stats.get('total', 0)} in, {stats.get('forwarded', 0)} out; dropped: {reasons or 'none'}"
 
 
-def _main(stages: list[str], config, output, scheduler, overrides, verbose) -> None:
+def _main(stages: list[str] | Callable[[Config], list[str]], config, output, scheduler, overrides,
+          verbose) -> None:
+    """Resolve the config, then run `stages` (a list, or a function of the resolved config) in order."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("distributed", "urllib3", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         resolved = resolve_config(config, output, scheduler, overrides)
-        for name in stages:
+        for name in stages(resolved) if callable(stages) else stages:
             stats = run_stage(name, resolved)
             typer.echo(f"{name}: {summary_line(stats)}")
     except (ConfigError, ShardFailures) as err:
@@ -116,14 +130,22 @@ UntilOption = Annotated[str | None, typer.Option(help="stop after this stage")]
 @app.command("run")
 def run_all(config: ConfigOption = None, output: OutputOption = None, scheduler: SchedulerOption = None,
             overrides: SetOption = None, verbose: VerboseOption = False, until: UntilOption = None) -> None:
-    """Run every implemented stage in order, skipping finished work."""
-    stages = implemented_stages()
-    if until is not None:
-        if until not in stages:
-            typer.echo(f"error: --until {until}: expected one of {stages}", err=True)
-            raise typer.Exit(2)
-        stages = stages[: stages.index(until) + 1]
-    _main(stages, config, output, scheduler, overrides, verbose)
+    """Run every implemented stage in order (with the bootstrap filter before score), skipping finished work."""
+    known = [*implemented_stages(), *EXTRA_STEPS]
+    if until is not None and until not in known:
+        typer.echo(f"error: --until {until}: expected one of {known}", err=True)
+        raise typer.Exit(2)
+
+    def steps(resolved: Config) -> list[str]:
+        planned = pipeline_steps(resolved)
+        if until is None:
+            return planned
+        if until not in planned:
+            raise ConfigError(f"--until {until}: not a step of this run (score.model is "
+                              f"{resolved.score.model!r}); steps: {planned}")
+        return planned[: planned.index(until) + 1]
+
+    _main(steps, config, output, scheduler, overrides, verbose)
 
 
 def main() -> None:

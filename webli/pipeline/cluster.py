@@ -33,13 +33,34 @@ WORKER_ENV = {
 }
 
 
+# Dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536
+# (`distributed.nanny.pre-spawn-environ`) and, being in-process in a
+# LocalCluster, also leaves it in this process's environment for every later
+# child. Set before glibc starts, it also freezes glibc's mmap threshold at
+# 128 KiB, so every buffer above that (each downloaded file, decoded image,
+# resized copy) is mmap'd and unmapped again: 5-8x the page faults and about
+# 1.5-2x the system time of the same shard in a plain process
+# (benchmarks/results/download.md). A value the user exported before any
+# cluster started is theirs and is kept.
+MALLOC_TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
+_USER_MALLOC_TRIM = os.environ.get(MALLOC_TRIM_ENV)
+
+
 class ShardFailures(RuntimeError):
     """Some shards failed after their retries; the message lists them."""
 
 
 @contextmanager
-def dask_client(config: ClusterConfig, workers: int | None = None) -> Iterator[Client]:
-    """A Dask client for one stage: the configured scheduler, or a fresh LocalCluster."""
+def dask_client(config: ClusterConfig, workers: int | None = None, *,
+                glibc_defaults: bool = False) -> Iterator[Client]:
+    """A Dask client for one stage: the configured scheduler, or a fresh LocalCluster.
+
+    With `glibc_defaults`, the LocalCluster's workers start with the C
+    library's own allocator settings instead of Dask's MALLOC_TRIM_THRESHOLD_
+    (see MALLOC_TRIM_ENV): for stages that allocate and free many large
+    buffers per second in many threads, like the download. Workers of an
+    existing scheduler are left as they were started.
+    """
     if config.scheduler:
         log.info("joining Dask scheduler %s", config.scheduler)
         with Client(config.scheduler) as client:
@@ -51,15 +72,23 @@ def dask_client(config: ClusterConfig, workers: int | None = None) -> Iterator[C
     # shard in a plain process (benchmarks/results/download.md).
     dask.config.set({"distributed.worker.profile.enabled": False})
     n_workers = workers or config.workers
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=config.memory_limit,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:8787" if config.dashboard else None,
-    )
-    log.info("started LocalCluster with %d single-threaded workers", n_workers)
+    settings = {}
+    if glibc_defaults and _USER_MALLOC_TRIM is None:
+        # None: the nannies (which keep their environment for restarts) do not set it at all; and
+        # drop the copy an earlier stage's nannies left here (theirs set it again when they spawn).
+        settings[f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM_ENV}"] = None
+        os.environ.pop(MALLOC_TRIM_ENV, None)
+    with dask.config.set(settings):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=config.memory_limit,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:8787" if config.dashboard else None,
+        )
+    log.info("started LocalCluster with %d single-threaded workers%s", n_workers,
+             " (glibc allocator defaults)" if settings else "")
     try:
         with Client(cluster) as client:
             yield client

@@ -114,7 +114,7 @@ def run_download(config: Config) -> dict:
     log.info("download: %d shard(s), %d to do", plan["shards"], len(todo))
     if todo:
         workers = min(len(todo), config.download.processes or config.cluster.workers)
-        with dask_client(config.cluster, workers) as client:
+        with dask_client(config.cluster, workers, glibc_defaults=True) as client:
             run_shards(client, download_task, todo, description="download",
                        retries=config.cluster.task_retries, args=(config,))
     return sum_stats(list(store.read_all_stats().values()))

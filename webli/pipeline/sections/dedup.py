@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from webli.pipeline.sections.base import Section
 
@@ -11,8 +11,12 @@ class EvalSetConfig(Section):
     """One evaluation set: a name, its images (folder, tar shards or Parquet) and optional captions."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_\-]+$", description="used in column values and file names")
-    images: str | None = Field(None, description="folder, tar shards (glob) or Parquet of images")
-    captions: str | None = Field(None, description="text file (one per line), JSONL or Parquet of captions")
+    images: str | None = Field(None, description="a folder of image files, tar shards (path or glob, members "
+                                                 "KEY.jpg/png/...), or Parquet file(s) with an `image` column "
+                                                 "(bytes or {bytes, path}) and optional `id`")
+    captions: str | None = Field(None, description="text file (one caption per line, or `id<TAB>caption`), "
+                                                   "JSONL or Parquet with `caption` or `text` and optional `id`")
+
 
 
 class DedupConfig(Section):
@@ -20,3 +24,22 @@ class DedupConfig(Section):
 
     eval_sets: list[EvalSetConfig] = Field(default_factory=list)
     text_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of caption shingles")
+    text_shingle_size: int = Field(5, ge=1, le=16, description="characters per shingle (works without spaces)")
+    text_num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    image_neighbours: int = Field(8, ge=1, le=64, description="nearest eval images verified per candidate")
+    image_min_similarity: float = Field(0.5, ge=-1, le=1,
+                                        description="descriptor cosine below which a neighbour is not verified")
+    image_min_inliers: int = Field(12, ge=4, description="geometrically consistent local matches to accept")
+    image_min_agreement: float = Field(0.75, ge=0, le=1, description="share of aligned cells whose content "
+                                                                     "agrees, to accept a match")
+    index_probe: int = Field(4, ge=1, description="inverted lists each query view scans in large indexes")
+    index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
+    processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DedupConfig:
+        names = [s.name for s in self.eval_sets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"eval set names must be unique, repeated: {duplicates}")
+        return self

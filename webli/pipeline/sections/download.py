@@ -17,7 +17,8 @@ class DownloadConfig(Section):
     min_image_size: int = Field(32, ge=0, description="images whose smaller side is below are dropped (too_small)")
     max_aspect_ratio: float = Field(5.0, ge=1, description="images more elongated are dropped (aspect_ratio)")
     max_image_pixels: int = Field(60_000_000, ge=1, description="declared pixels above are refused before decoding")
-    large_copy_size: int = Field(0, ge=0, description="also keep a copy with this longest side (0: off), for OCR")
+    large_copy_size: int = Field(1024, ge=0, description="also keep a copy with this longest side (never upscaled) "
+                                                        "for OCR, which reads little on a 256 px thumbnail; 0: off")
     encode_format: Literal["jpg", "png", "webp"] = "jpg"
     encode_quality: int = Field(95, ge=0, le=100)
     thread_count: int = Field(32, ge=1, description="concurrent downloads per task")

@@ -1,0 +1,404 @@
+"""Eval-set image dedup on real images: recall and precision of the stage's matcher vs global hashes.
+
+    .venv/bin/python benchmarks/bench_dedup.py [--eval 300] [--out benchmarks/results/dedup.md]
+
+The benchmark, built from the benchmark side of the realweb corpus (see
+bench_dedup_corpus.py; the descriptor never saw these families):
+
+- eval set: every KDE wallpaper (largest landscape copy), the GIMP manual's
+  Taj Mahal photo, and random other families (one image each) up to --eval;
+- positives: each eval image under each edit chain of
+  webli.stages.dedup.edits (7 single edits, 4 combinations), then through
+  the download stage's own resizer (img2dataset, 256 px, white border, JPEG
+  95), exactly as a crawled copy would reach the dedup stage;
+- negatives: every other benchmark image through the same resizer. "hard"
+  ones share a family with an eval image (the same dialog in another
+  language, another filter applied to the Taj Mahal photo, a wallpaper's
+  portrait, dark or thumbnail version: same photo, other edit); "easy" ones
+  do not (other screenshots of the same programs, other photos).
+
+A flag is correct only if it names the right eval item; a positive flagged
+with another item counts against precision. Reported beside the matcher:
+pHash (imagehash) and a flip-aware 16 px thumbnail (the best hash the issue
+measured), each on the padding-free content, nearest eval item by distance,
+with the threshold swept; and each part of the matcher on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dedup_corpus import REALWEB_WWW, is_bench_family, load_rgb, scan_corpus  # noqa: E402
+from common import RESULTS_DIR, command_line, log, machine_note, md_table, require_site  # noqa: E402
+
+from webli.pipeline.config import DownloadConfig  # noqa: E402
+from webli.stages.dedup import descriptor  # noqa: E402
+from webli.stages.dedup.edits import EDIT_CHAINS, apply_edits  # noqa: E402
+from webli.stages.dedup.evalsets import ImagePart  # noqa: E402
+from webli.stages.dedup.images import candidate_content, decode_candidate, normalise  # noqa: E402
+from webli.stages.dedup.index import VerificationStore, assemble_image_index, build_image_part  # noqa: E402
+from webli.stages.dedup.match import Candidate, MatchSettings, check_neighbour  # noqa: E402
+from webli.stages.download import ProbingResizer  # noqa: E402
+
+WORK = Path("/tmp/webli-dedup-bench")
+WEB_COPY_MAX_SIDE = 2048  # a 5120 px wallpaper is published at most this large before being edited
+
+
+def pick_eval(corpus, count: int, seed: int = 0) -> list:
+    """Wallpapers and the Taj Mahal photo first, then one random image of random families."""
+    rng = random.Random(seed)
+    bench = [image for image in corpus if is_bench_family(image.family)]
+    by_family = defaultdict(list)
+    for image in bench:
+        by_family[image.family].append(image)
+    chosen = []
+    for family in sorted(f for f in by_family if f.startswith("wallpaper/") and "/gnome/" not in f):
+        main = [i for i in by_family[family] if "/images/" in i.path and i.width >= i.height]
+        chosen.append(max(main or by_family[family], key=lambda i: (i.width * i.height, i.path)))
+    chosen += [i for i in by_family["gimp/taj"] if i.path.endswith("taj_orig.jpg")][:1]
+    others = sorted(f for f in by_family if not f.startswith("wallpaper/") and f != "gimp/taj")
+    rng.shuffle(others)
+    for family in others[:max(0, count - len(chosen))]:
+        chosen.append(rng.choice(sorted(by_family[family], key=lambda i: i.path)))
+    return chosen
+
+
+def web_copy(path: str) -> Image.Image:
+    """The eval image as it would be published (huge wallpapers downscaled first)."""
+    return Image.fromarray(load_rgb(path, max_side=WEB_COPY_MAX_SIDE))
+
+
+def downloaded(resizer: ProbingResizer, data: bytes) -> tuple[bytes, int, int] | None:
+    """What the download stage stores: (KEY.jpg bytes, original width, original height), or None if refused."""
+    image, _, _, width, height, error = resizer(io.BytesIO(data))
+    return None if error else (image, width, height)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def build_benchmark(eval_count: int) -> dict:
+    """Eval images, positives and negatives (cached under /tmp/webli-dedup-bench)."""
+    cache = WORK / f"benchmark-{eval_count}.pkl"
+    if cache.is_file():
+        return pickle.loads(cache.read_bytes())
+    corpus = scan_corpus()
+    evals = pick_eval(corpus, eval_count)
+    resizer = ProbingResizer(DownloadConfig(min_image_size=0, max_aspect_ratio=10))
+    candidates = []
+    for index, image in enumerate(evals):
+        original = web_copy(image.path)
+        for chain_index, (chain, names) in enumerate(EDIT_CHAINS.items()):
+            edited = apply_edits(original, names, seed=index * 100 + chain_index)
+            sample = downloaded(resizer, png_bytes(edited))
+            if sample:
+                candidates.append({"sample": sample, "label": index, "kind": chain, "path": image.path})
+    eval_paths, eval_families = {i.path for i in evals}, {i.family for i in evals}
+    for image in corpus:
+        if is_bench_family(image.family) and image.path not in eval_paths:
+            sample = downloaded(resizer, (REALWEB_WWW / image.path).read_bytes())
+            if sample:
+                kind = "hard" if image.family in eval_families else "easy"
+                candidates.append({"sample": sample, "label": -1, "kind": kind, "path": image.path})
+    benchmark = {"evals": [i.path for i in evals], "candidates": candidates}
+    WORK.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(benchmark))
+    return benchmark
+
+
+def candidate_image(candidate: dict) -> np.ndarray:
+    data, width, height = candidate["sample"]
+    return normalise(candidate_content(decode_candidate(data), "border", width, height))
+
+
+# --- the matcher and its parts --------------------------------------------------------------------------
+
+
+def build_index(eval_paths: list[str]):
+    """The stage's own index over the eval images (one part), with its build time."""
+    started = time.perf_counter()
+    part = ImagePart("files", tuple(str(REALWEB_WWW / p) for p in eval_paths), str(REALWEB_WWW))
+    features = build_image_part(part)
+    index, verification = assemble_image_index([features])
+    return index, VerificationStore(**verification), time.perf_counter() - started
+
+
+def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple[list[dict], dict]:
+    """Every candidate through decode -> views -> search -> check of each neighbour.
+
+    The check runs with no inlier or agreement threshold and its numbers are
+    kept per neighbour, so `decide` can apply any thresholds afterwards.
+    """
+    item_row = {index.items[r].as_py(): r for r in range(len(index))}
+    label_row = [item_row.get(p, -1) for p in benchmark["evals"]]
+    timings = Counter()
+    started = time.perf_counter()
+    images = [candidate_image(c) for c in benchmark["candidates"]]
+    timings["decode"] = time.perf_counter() - started
+    started = time.perf_counter()
+    views = [descriptor.query_views(image) for image in images]
+    timings["descriptor"] = time.perf_counter() - started
+    started = time.perf_counter()
+    neighbours = index.search(views, settings.neighbours, settings.probe, -1.0)
+    timings["search"] = time.perf_counter() - started
+    loose = MatchSettings(**{**settings.__dict__, "min_inliers": 8, "min_agreement": 0.0})
+    outcomes = []
+    started = time.perf_counter()
+    for candidate, image, found in zip(benchmark["candidates"], images, neighbours):
+        true_row = label_row[candidate["label"]] if candidate["label"] >= 0 else -1
+        query = Candidate(image)
+        checks = []
+        for row, similarity in found:
+            if similarity >= settings.min_similarity:
+                v = check_neighbour(query, store, row, loose)
+                checks.append((row, similarity, v.inliers, v.agreement, v.accepted))
+        rows = [r for r, _ in found]
+        outcomes.append({
+            "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
+            "top_row": rows[0] if rows else -1, "top_similarity": found[0][1] if found else -1.0,
+            "true_rank": rows.index(true_row) if true_row in rows else None,
+            "true_similarity": next((s for r, s in found if r == true_row), None), "checks": checks})
+    timings["verify"] = time.perf_counter() - started
+    timings["verified_candidates"] = sum(1 for o in outcomes if o["checks"])
+    return outcomes, timings
+
+
+def decide(outcomes: list[dict], min_inliers: int, min_agreement: float) -> None:
+    """Set each outcome's `match_row`: the passing neighbour with the most inliers, as the stage decides."""
+    for o in outcomes:
+        passing = [(-inl, -sim, row) for row, sim, inl, agreement, ok in o["checks"]
+                   if ok and inl >= min_inliers and agreement >= min_agreement]
+        o["match_row"] = min(passing)[2] if passing else -1
+
+
+def precision_recall(outcomes: list[dict]) -> tuple[float, float, int, int, int]:
+    """(precision, recall, right flags, wrong-item flags, negatives flagged) of the decided verdicts."""
+    positives = sum(o["positive"] for o in outcomes)
+    right = sum(1 for o in outcomes if o["match_row"] >= 0 and o["match_row"] == o["true_row"])
+    wrong_item = sum(1 for o in outcomes if o["positive"] and o["match_row"] >= 0 and o["match_row"] != o["true_row"])
+    false = sum(1 for o in outcomes if not o["positive"] and o["match_row"] >= 0)
+    flagged = right + wrong_item + false
+    return (right / flagged if flagged else 1.0), right / max(1, positives), right, wrong_item, false
+
+
+def sweep(decisions: list[tuple[float, bool]], positives: int, higher_is_closer: bool = True) -> dict:
+    """Over every threshold on (score, correct) top-1 decisions: best recall at precision >= 0.99 and 0.95."""
+    ordered = sorted(decisions, key=lambda d: -d[0] if higher_is_closer else d[0])
+    best = {0.99: 0.0, 0.95: 0.0}
+    right = 0
+    for flagged, (score, correct) in enumerate(ordered, start=1):
+        right += correct
+        nxt = ordered[flagged][0] if flagged < len(ordered) else None
+        if nxt is not None and nxt == score:
+            continue  # a threshold cannot split equal scores
+        for level in best:
+            if right / flagged >= level:
+                best[level] = max(best[level], right / positives)
+    top1 = sum(1 for _, correct in decisions if correct) / positives
+    return {"recall_at_p99": best[0.99], "recall_at_p95": best[0.95], "top1_no_threshold": top1}
+
+
+# --- baselines -------------------------------------------------------------------------------------------
+
+
+def phash_bits(rgb: np.ndarray) -> np.ndarray:
+    return imagehash.phash(Image.fromarray(rgb)).hash.ravel()
+
+
+def thumb16(rgb: np.ndarray) -> np.ndarray:
+    small = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    return small / max(float(np.linalg.norm(small)), 1e-6)
+
+
+def baselines(benchmark: dict, eval_images: list[np.ndarray], candidate_images: list[np.ndarray]) -> dict:
+    """pHash (Hamming, lower is closer) and the flip-aware 16 px thumbnail (cosine), nearest eval item."""
+    labels = [c["label"] for c in benchmark["candidates"]]
+    positives = sum(label >= 0 for label in labels)
+    results = {}
+    started = time.perf_counter()
+    eval_hashes = np.array([phash_bits(e) for e in eval_images])
+    for flip_aware in (False, True):
+        decisions = []
+        for image, label in zip(candidate_images, labels):
+            views = [image, image[:, ::-1]] if flip_aware else [image]
+            distances = np.min([(eval_hashes != phash_bits(np.ascontiguousarray(v))).sum(1) for v in views], axis=0)
+            best = int(np.lexsort((np.arange(len(distances)), distances))[0])
+            decisions.append((float(distances[best]), best == label))
+        results["pHash (64 bit)" + (", flip-aware" if flip_aware else "")] = sweep(decisions, positives, False)
+    eval_thumbs = np.array([thumb16(e) for e in eval_images])
+    decisions = []
+    for image, label in zip(candidate_images, labels):
+        scores = np.max([eval_thumbs.reshape(len(eval_thumbs), -1) @ thumb16(np.ascontiguousarray(v)).ravel()
+                         for v in (image, image[:, ::-1])], axis=0)
+        best = int(np.argmax(scores))
+        decisions.append((float(scores[best]), best == label))
+    results["16 px thumbnail, flip-aware"] = sweep(decisions, positives)
+    results["_seconds"] = time.perf_counter() - started
+    return results
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def per_kind_table(outcomes: list[dict], settings: MatchSettings) -> str:
+    """Recall per edit chain: search (true item among the neighbours) and the full matcher."""
+    rows = []
+    for kind in EDIT_CHAINS:
+        group = [o for o in outcomes if o["kind"] == kind]
+        if not group:
+            continue
+        found = sum(1 for o in group if o["true_rank"] is not None and o["true_similarity"] >= settings.min_similarity)
+        right = sum(1 for o in group if o["match_row"] == o["true_row"])
+        rows.append([kind, len(group), pct(found / len(group)), pct(right / len(group))])
+    return md_table(["edit chain", "positives", f"search: true item in top {settings.neighbours}",
+                     "matcher: flagged with the right item"], rows)
+
+
+def negatives_table(outcomes: list[dict]) -> str:
+    rows = []
+    kinds = (("easy", "easy (other families)"), ("hard", "hard (same family: other edit / language / crop)"))
+    for kind, label in kinds:
+        group = [o for o in outcomes if o["kind"] == kind]
+        flagged = sum(1 for o in group if o["match_row"] >= 0)
+        rows.append([label, len(group), flagged, pct(flagged / max(1, len(group)))])
+    return md_table(["negatives", "images", "flagged", "false-positive rate"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval", type=int, default=300, help="eval images")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "dedup.md")
+    parser.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark")
+    parser.add_argument("--reuse-outcomes", action="store_true",
+                        help="reuse the matcher outcomes of the last run (to re-report with other thresholds)")
+    arguments = parser.parse_args()
+    require_site()
+    started = time.perf_counter()
+    benchmark = build_benchmark(arguments.eval)
+    log(f"benchmark: {len(benchmark['evals'])} eval images, {len(benchmark['candidates'])} candidates "
+        f"({time.perf_counter() - started:.0f} s)")
+    if arguments.build_only:
+        return
+    settings = MatchSettings()
+    index, store, build_seconds = build_index(benchmark["evals"])
+    log(f"index of {len(index)} eval images built in {build_seconds:.1f} s")
+    if arguments.reuse_outcomes:
+        saved = pickle.loads((WORK / "outcomes.pkl").read_bytes())
+        outcomes, timings = saved if isinstance(saved, tuple) else (saved, Counter())
+    else:
+        outcomes, timings = run_matcher(benchmark, index, store, settings)
+        (WORK / "outcomes.pkl").write_bytes(pickle.dumps((outcomes, timings)))
+    grid = threshold_grid(outcomes)
+    decide(outcomes, settings.min_inliers, settings.min_agreement)
+    precision, recall, right, wrong_item, false = precision_recall(outcomes)
+    positives = sum(o["positive"] for o in outcomes)
+    log(f"matcher: precision {precision:.4f} recall {recall:.4f} ({right} right, {wrong_item} wrong item, "
+        f"{false} negatives flagged)")
+    top1 = [(o["top_similarity"], o["top_row"] == o["true_row"] and o["positive"]) for o in outcomes]
+    descriptor_alone = sweep(top1, positives)
+    reached = [o for o in outcomes if o["positive"] and o["true_rank"] is not None
+               and o["true_similarity"] >= settings.min_similarity]
+    check_rate = sum(o["match_row"] == o["true_row"] for o in reached) / max(1, len(reached))
+    eval_images = [normalise(load_rgb(p, max_side=1024)) for p in benchmark["evals"]]
+    candidate_images = [candidate_image(c) for c in benchmark["candidates"]]
+    hashes = baselines(benchmark, eval_images, candidate_images)
+    report(arguments.out, benchmark, settings, outcomes, timings, build_seconds, hashes, descriptor_alone,
+           check_rate, (precision, recall, right, wrong_item, false), grid)
+    print(arguments.out.read_text())
+
+
+def threshold_grid(outcomes: list[dict]) -> str:
+    """Precision and recall of the check's two thresholds around the defaults."""
+    rows = []
+    for min_inliers in (10, 12, 15, 20):
+        for min_agreement in (0.5, 0.6, 0.65, 0.7, 0.75):
+            decide(outcomes, min_inliers, min_agreement)
+            precision, recall, _, wrong_item, false = precision_recall(outcomes)
+            rows.append([min_inliers, min_agreement, f"{precision:.4f}", f"{recall:.4f}", wrong_item, false])
+    return md_table(["min inliers", "min agreement", "precision", "recall", "wrong item", "negatives flagged"], rows)
+
+
+def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[dict], timings: Counter,
+           build_seconds: float, hashes: dict, descriptor_alone: dict, check_rate: float, totals: tuple,
+           grid: str) -> None:
+    precision, recall, right, wrong_item, false = totals
+    n = len(outcomes)
+    positives = sum(o["positive"] for o in outcomes)
+    method_rows = [[name, pct(r["recall_at_p99"]), pct(r["recall_at_p95"]), pct(r["top1_no_threshold"])]
+                   for name, r in hashes.items() if not name.startswith("_")]
+    method_rows.append(["view descriptor alone (top-1, best view cosine)", pct(descriptor_alone["recall_at_p99"]),
+                        pct(descriptor_alone["recall_at_p95"]), pct(descriptor_alone["top1_no_threshold"])])
+    per_core = n / sum(timings[k] for k in ("decode", "descriptor", "search", "verify"))
+    lines = [
+        "# Eval-set image dedup: real images, tolerated edits, hard negatives",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        machine_note(("opencv-python-headless", "numpy", "ImageHash", "img2dataset")),
+        "",
+        "Single run (deterministic counts; only the timings vary with the machine's load).",
+        "",
+        f"Benchmark (see `benchmarks/bench_dedup.py`): {len(benchmark['evals'])} eval images from the realweb "
+        f"corpus's benchmark families, {positives:,} positives (each eval image under "
+        f"{len(EDIT_CHAINS)} edit chains, then the download stage's resizer: 256 px, white border, JPEG 95), "
+        f"{n - positives:,} negatives (every other image of those families, through the same resizer).",
+        "",
+        "## The stage's matcher (default settings)",
+        "",
+        md_table(["precision", "recall", "flagged right", "flagged with a wrong eval item", "negatives flagged"],
+                 [[f"{precision:.4f}", f"{recall:.4f}", right, wrong_item, false]]),
+        "",
+        per_kind_table(outcomes, settings),
+        "",
+        negatives_table(outcomes),
+        "",
+        f"The check alone: of the positives whose eval image the search returned, {pct(check_rate)} were "
+        "accepted with the right item.",
+        "",
+        "The check's thresholds (`dedup.image_min_inliers`, `dedup.image_min_agreement`):",
+        "",
+        grid,
+        "",
+        "## Against global hashes (same benchmark, nearest eval item, threshold swept)",
+        "",
+        md_table(["method", "recall at precision >= 0.99", "recall at precision >= 0.95",
+                  "top-1 right, no threshold"], method_rows),
+        "",
+        "## Cost",
+        "",
+        md_table(["part", "seconds", "per candidate"], [
+            [k, f"{timings[k]:.1f}", f"{1000 * timings[k] / n:.2f} ms"]
+            for k in ("decode", "descriptor", "search", "verify")]),
+        "",
+        f"{per_core:,.0f} candidates/s on one core end to end (decode included); "
+        f"{timings['verified_candidates']:,} of {n:,} candidates had a neighbour worth checking. "
+        f"Index build: {build_seconds:.1f} s for {len(benchmark['evals'])} eval images (decode of the originals "
+        "included). Baselines took {:.1f} s.".format(hashes["_seconds"]),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""Unit tests of the dedup stage: eval-set reading, text and image matching, the index, shard verdicts."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from webli import schemas
+from webli.pipeline.config import ConfigError, DownloadConfig, validate_config
+from webli.schemas.dedup import DEDUP
+from webli.stages.dedup import descriptor
+from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
+from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
+from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, padded_content_box
+from webli.stages.dedup.index import (
+    ImageIndex,
+    VerificationStore,
+    assemble_image_index,
+    build_image_part,
+    inverted_lists,
+    quantise,
+)
+from webli.stages.dedup.match import MatchSettings, match_images
+from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
+from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
+from webli.stages.dedup.text import normalise as normalise_text
+from webli.stages.dedup.verify import ORB_FEATURES_EVAL, grey, orb_features, thumbnail, verify_pair
+from webli.stages.download import ProbingResizer
+
+PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "chelsea": skdata.chelsea,
+          "rocket": skdata.rocket, "immunohistochemistry": skdata.immunohistochemistry}
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(PHOTOS[name]()).convert("RGB")
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def downloaded(image: Image.Image) -> tuple[bytes, int, int]:
+    """The download stage's KEY.jpg for `image` (img2dataset, 256 px, white border), and the original size."""
+    data, _, _, width, height, error = ProbingResizer(DownloadConfig())(io.BytesIO(encoded(image)))
+    assert error is None
+    return data, width, height
+
+
+def candidate(image: Image.Image) -> np.ndarray:
+    data, width, height = downloaded(image)
+    return normalise(candidate_content(decode_candidate(data), "border", width, height))
+
+
+# --- edits ----------------------------------------------------------------------------------------------
+
+
+def test_edits_are_deterministic_and_change_the_image():
+    original = photo("astronaut")
+    for chain in EDIT_CHAINS.values():
+        first, second = apply_edits(original, chain, seed=3), apply_edits(original, chain, seed=3)
+        assert np.array_equal(np.asarray(first), np.asarray(second))
+        assert first.size != original.size or not np.array_equal(np.asarray(first), np.asarray(original))
+    assert set(EDITS) == {"resize", "jpeg", "crop", "flip", "rotate", "jitter", "banner"}
+
+
+# --- candidate images -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(400, 100), (100, 400), (301, 300), (256, 256), (64, 40)])
+def test_padded_content_box_holds_the_picture_and_no_padding(size):
+    red = Image.new("RGB", size, (200, 0, 0))
+    data, width, height = downloaded(red)
+    content = candidate_content(decode_candidate(data), "border", width, height)
+    assert content.shape[0] >= round(256 * size[1] / max(size)) - 2
+    assert content.shape[1] >= round(256 * size[0] / max(size)) - 2
+    assert content[..., 1].max() < 60  # no white padding left (JPEG noise allowed)
+
+
+def test_padded_content_box_is_the_whole_square_for_square_images():
+    assert padded_content_box(256, 500, 500) == (0, 0, 256, 256)
+
+
+# --- text -----------------------------------------------------------------------------------------------
+
+
+def test_text_normalisation_and_shingles():
+    assert normalise_text("  A  Cat,  on\tthe MAT! ") == "a cat on the mat"
+    assert shingles("abc", 5) == frozenset(["abc"])
+    assert shingles("...", 5) == frozenset()
+    assert jaccard(shingles("東京タワーの夜景", 3), shingles("東京タワーの夜景", 3)) == 1.0
+
+
+def test_caption_index_flags_near_duplicates_only():
+    index = CaptionIndex(["a", "b", "c"], ["A man riding a horse on the beach.", "東京タワーの夜景の写真です",
+                                           "Two dogs playing"], threshold=0.8, shingle_size=5, num_perm=128)
+    found = index.match(["a man riding a horse on the beach!", "東京タワーの夜景の写真です。", "A cat sleeping",
+                         None, ""])
+    assert found[0].item == "a" and found[0].similarity == 1.0
+    assert found[1].item == "b"
+    assert found[2:] == [None, None, None]
+
+
+def test_caption_index_similarity_is_exact_jaccard_and_threshold_applies():
+    text = "The grey surface of the Moon with small craters"
+    variant = "Grey surface of the Moon with small craters"
+    expected = jaccard(shingles(text, 5), shingles(variant, 5))
+    assert 0.8 < expected < 1
+    assert CaptionIndex(["m"], [text], 0.8, 5, 128).match([variant])[0].similarity == pytest.approx(expected)
+    assert CaptionIndex(["m"], [text], 0.95, 5, 128).match([variant]) == [None]
+
+
+def test_caption_index_pickles():
+    index = CaptionIndex(["a"], ["Chelsea the cat"], 0.8, 5, 64)
+    assert pickle.loads(pickle.dumps(index)).match(["Chelsea the cat."])[0].item == "a"
+
+
+# --- eval sets ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def eval_folder(tmp_path):
+    folder = tmp_path / "eval"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "astronaut.png").write_bytes(encoded(photo("astronaut")))
+    (folder / "sub" / "coffee.jpg").write_bytes(encoded(photo("coffee"), "JPEG"))
+    (folder / "broken.jpg").write_bytes(encoded(photo("rocket"), "JPEG")[:200])
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_folder_eval_set_reads_images_with_relative_ids_and_counts_broken_ones(eval_folder):
+    parts = image_parts(str(eval_folder), part_size=2)
+    assert [len(p.paths) for p in parts] == [2, 1]
+    features = [build_image_part(p) for p in parts]
+    rows = [r for f in features for r in f.rows]
+    assert [(r["item"], r["problem"]) for r in rows] == [
+        ("astronaut.png", None), ("broken.jpg", "decode_error"), ("sub/coffee.jpg", None)]
+    assert [i for f in features for i in f.items] == ["astronaut.png", "sub/coffee.jpg"]
+
+
+def test_tar_and_parquet_eval_sets(tmp_path):
+    shard = tmp_path / "00000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for key, name in (("k1", "astronaut"), ("k2", "coffee")):
+            data = encoded(photo(name), "JPEG")
+            info = tarfile.TarInfo(f"{key}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert [i.item for p in image_parts(str(shard), 10) for i in read_images(p)] == ["k1", "k2"]
+    table = pa.table({"id": ["x", "y"], "image": [{"bytes": encoded(photo("rocket")), "path": "r.png"},
+                                                  {"bytes": None, "path": "missing.png"}]})
+    pq.write_table(table, tmp_path / "eval.parquet")
+    read = [(i.item, i.problem) for p in image_parts(str(tmp_path / "eval.parquet"), 10) for i in read_images(p)]
+    assert read == [("x", None), ("y", "no_image_bytes")]
+
+
+def test_caption_files_in_every_format(tmp_path):
+    (tmp_path / "c.txt").write_text("first caption\n\nthird\n")
+    (tmp_path / "c.tsv").write_text("img1\tA cat\nimg1\tA small cat\n")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"image_id": 7, "caption": "A dog"}) + "\nnot json\n")
+    pq.write_table(pa.table({"id": ["p"], "text": ["From parquet"]}), tmp_path / "c.parquet")
+    assert list(read_captions(str(tmp_path / "c.txt"))) == [("c:1", "first caption"), ("c:2", None), ("c:3", "third")]
+    assert list(read_captions(str(tmp_path / "c.tsv"))) == [("img1", "A cat"), ("img1", "A small cat")]
+    assert list(read_captions(str(tmp_path / "c.jsonl"))) == [("7", "A dog"), ("c:2", None)]
+    assert list(read_captions(str(tmp_path / "c.parquet"))) == [("p", "From parquet")]
+
+
+def test_dedup_config_checks_names_and_keys(tmp_path):
+    base = {"output": str(tmp_path)}
+    with pytest.raises(ConfigError, match="unique"):
+        validate_config({**base, "dedup": {"eval_sets": [{"name": "a"}, {"name": "a"}]}})
+    with pytest.raises(ConfigError, match="dedup.eval_sets.0.imgs: unknown key"):
+        validate_config({**base, "dedup": {"eval_sets": [{"name": "a", "imgs": "x"}]}})
+    assert validate_config({**base, "dedup": {"text_threshold": 0.9}}).dedup.text_threshold == 0.9
+
+
+# --- the index's search -----------------------------------------------------------------------------------
+
+
+def random_units(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, descriptor.DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def search_index(images: int, grid: int | None = None, seed: int = 0) -> tuple[ImageIndex, np.ndarray]:
+    """An index over random unit views (EVAL_VIEWS per image); returns it and the views (images x views x dim)."""
+    views = random_units(images * descriptor.EVAL_VIEWS, seed).reshape(images, descriptor.EVAL_VIEWS, -1)
+    flat = views.reshape(-1, descriptor.DIM).astype(np.float16)
+    centroids, order, offsets = inverted_lists(flat, grid=grid)
+    rows = np.repeat(np.arange(images, dtype=np.int32), descriptor.EVAL_VIEWS)
+    vectors, scales = quantise(flat[order])
+    return ImageIndex(pa.array([f"i{i}" for i in range(images)]), vectors, scales, rows[order], centroids,
+                      offsets), views
+
+
+def queries_hitting(views: np.ndarray, images: list[int], noise: float, seed: int) -> list[np.ndarray]:
+    """Per image, a query whose view 0 is a noisy copy of one of the image's views and the rest random."""
+    queries = []
+    for n, image in enumerate(images):
+        query = random_units(descriptor.QUERY_VIEWS, seed + n)
+        query[0] = views[image, n % descriptor.EVAL_VIEWS] + noise * random_units(1, seed + 1000 + n)[0]
+        queries.append(query / np.linalg.norm(query, axis=1, keepdims=True))
+    return queries
+
+
+def test_small_index_is_exact_best_view_first_and_thresholded():
+    index, views = search_index(40)
+    assert len(index.centroids) == 0  # brute force below BRUTE_FORCE_MAX views
+    found = index.search(queries_hitting(views, [3, 17], 0.0, 1), neighbours=4, probe=1, min_similarity=-1)
+    for image, result in zip([3, 17], found):
+        assert result[0][0] == image and result[0][1] == pytest.approx(1.0, abs=1e-2)
+        assert [s for _, s in result] == sorted((s for _, s in result), reverse=True)
+        assert len({r for r, _ in result}) == len(result) == 4  # one entry per image (its best view)
+    assert index.search(queries_hitting(views, [3], 0.0, 1), 4, 1, min_similarity=1.5) == [[]]
+
+
+def test_inverted_lists_find_near_copies_and_scan_a_fraction():
+    index, views = search_index(500, grid=8)
+    assert index.centroids.shape == (8, 9, descriptor.DIM) and index.offsets[-1] == 500 * descriptor.EVAL_VIEWS
+    targets = list(range(0, 500, 5))
+    found = index.search(queries_hitting(views, targets, 0.05, 7), 1, probe=8, min_similarity=0.5)
+    assert sum(bool(r) and r[0][0] == t for t, r in zip(targets, found)) >= 0.95 * len(targets)
+    largest = np.sort(np.diff(index.offsets))[-8:].sum()
+    assert largest < index.offsets[-1] / 3  # the lists a query view scans hold a small share of the index
+
+
+# --- the precise check --------------------------------------------------------------------------------------
+
+
+def eval_entry(image: Image.Image):
+    normalised = normalise(np.asarray(image.convert("RGB")))
+    return orb_features(grey(normalised), ORB_FEATURES_EVAL), thumbnail(normalised), \
+        (normalised.shape[1], normalised.shape[0])
+
+
+def check(candidate_image: np.ndarray, original: Image.Image):
+    features, thumb, size = eval_entry(original)
+    results = [verify_pair(orb_features(grey(img), 500), img, features, thumb, size, 12, 0.75)
+               for img in (candidate_image, np.ascontiguousarray(candidate_image[:, ::-1]))]
+    return max(results, key=lambda v: (v.accepted, v.inliers))
+
+
+@pytest.mark.parametrize("chain", ["crop", "rotate", "flip", "jitter", "banner", "resize", "jpeg", "crop+flip+jpeg"])
+def test_check_accepts_edited_copies(chain):
+    original = photo("astronaut")
+    result = check(candidate(apply_edits(original, EDIT_CHAINS[chain], seed=1)), original)
+    assert result.accepted, result
+
+
+@pytest.mark.parametrize("other", ["coffee", "chelsea", "rocket"])
+def test_check_rejects_other_photos(other):
+    assert not check(candidate(photo(other)), photo("astronaut")).accepted
+
+
+def test_check_rejects_a_grey_copy_of_a_colour_photo():
+    original = photo("astronaut")
+    result = check(candidate(original.convert("L").convert("RGB")), original)
+    assert not result.accepted and result.reason == "colour"
+
+
+def test_check_rejects_the_same_photo_with_another_part_painted_over():
+    original = photo("astronaut")
+    edited = np.asarray(original).copy()
+    edited[100:400, 60:460] = edited[100:400, 60:460][:, :, ::-1]  # channels swapped over half the picture
+    result = check(candidate(Image.fromarray(edited)), original)
+    assert not result.accepted and result.reason in ("content", "colour")
+
+
+# --- matcher and shard verdicts ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eval_index(tmp_path_factory):
+    """The stage's index over four skimage photos (read from a folder, like a configured eval set)."""
+    folder = tmp_path_factory.mktemp("eval-photos")
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        (folder / f"{name}.png").write_bytes(encoded(photo(name)))
+    features = build_image_part(image_parts(str(folder), 100)[0])
+    index, verification = assemble_image_index([features])
+    captions = CaptionIndex(["cap-1"], ["A rocket on the launch pad at dusk"], 0.8, 5, 128)
+    return EvalSetIndex("photos", "fp-1", index, captions), VerificationStore(**verification)
+
+
+def test_matcher_flags_edited_copies_with_the_right_item_and_nothing_else(eval_index):
+    index, store = eval_index
+    edited = [("astronaut", "crop+flip+jpeg"), ("coffee", "rotate+jitter+banner"), ("chelsea", "resize"),
+              ("rocket", "banner")]
+    images = [candidate(apply_edits(photo(name), EDIT_CHAINS[chain], seed=5)) for name, chain in edited]
+    images.append(candidate(photo("immunohistochemistry")))
+    images.append(candidate(Image.fromarray(skdata.camera()).convert("RGB")))
+    found = [m.item if m else None for m in match_images(images, index.images, store, MatchSettings())]
+    expected = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.png"]
+    # Never a wrong item or an unrelated photo; most edited copies found (the benchmark measures the rate:
+    # rotation + banner + colour jitter together is the hardest chain).
+    assert all(item in (None, want) for item, want in zip(found, expected)) and found[4:] == [None, None]
+    assert sum(item is not None for item in found[:4]) >= 3
+
+
+def tar_bytes(members: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def download_table(rows: list[tuple[str, str, str, int | None, int | None]]) -> pa.Table:
+    """A download table: (key, status, caption, original width, original height) per row."""
+    columns = {name: [] for name in schemas.DOWNLOAD.names}
+    for key, status, caption, width, height in rows:
+        values = {"key": key, "uid": f"uid-{key}", "url": f"http://127.0.0.1/{key}.jpg", "caption": caption,
+                  "page_url": "http://127.0.0.1/", "language": "en", "language_score": 0.9, "status": status,
+                  "original_width": width, "original_height": height}
+        for name in columns:
+            columns[name].append(values.get(name))
+    return pa.table(columns, schema=schemas.DOWNLOAD)
+
+
+def test_shard_verdicts_problems_and_stats(eval_index):
+    index, store = eval_index
+    copy, width, height = downloaded(apply_edits(photo("astronaut"), EDIT_CHAINS["crop"], seed=2))
+    other, other_width, other_height = downloaded(photo("immunohistochemistry"))
+    rows = download_table([
+        ("001", "success", "An astronaut", width, height),
+        ("002", "success", "A rocket on the launch pad at dusk!", other_width, other_height),
+        ("003", "success", "corrupt image", 100, 100),
+        ("004", "success", "image missing from the tar", 100, 100),
+        ("005", "failed_to_download", "never downloaded", None, None),
+    ])
+    images, unreadable = read_tar_images(tar_bytes({
+        "001.jpg": copy, "001.txt": b"An astronaut", "002.jpg": other, "003.jpg": b"\xff\xd8\xff garbage",
+        "999.jpg": other}))
+    assert unreadable == 0 and sorted(images) == ["001", "002", "003", "999"]
+    table, stats = dedup_shard(rows, images, [eval_index], MatchSettings(), "border")
+    assert table.schema == DEDUP
+    got = {r["key"]: r for r in table.to_pylist()}
+    assert sorted(got) == ["001", "002", "003", "004"]  # one row per downloaded sample
+    assert got["001"]["image_duplicate"] and got["001"]["image_eval_item"] == "astronaut.png"
+    assert got["001"]["matched_set"] == "photos" and got["001"]["is_duplicate"] and not got["001"]["text_duplicate"]
+    assert got["002"]["text_duplicate"] and not got["002"]["image_duplicate"]
+    assert got["002"]["text_eval_item"] == "cap-1" and got["002"]["matched_item"] == "cap-1"
+    assert (got["003"]["image_problem"], got["004"]["image_problem"]) == ("decode_error", "image_missing")
+    assert not got["003"]["is_duplicate"] and not got["004"]["is_duplicate"]
+    assert stats["total"] == stats["forwarded"] == 4 and stats["dropped_by_reason"] == {}
+    assert stats["problems_by_reason"] == {"decode_error": 1, "image_missing": 1, "tar_member_without_row": 1}
+    assert stats["by_eval_set"] == {"photos": {"image": 1, "text": 1, "removed": 2}}
+    assert (stats["duplicates"], stats["image_duplicates"], stats["text_duplicates"]) == (2, 1, 1)
+    assert stats["index_fingerprints"] == {"photos": "fp-1"}
+
+
+def test_shard_against_an_empty_eval_set_flags_nothing():
+    copy, width, height = downloaded(photo("astronaut"))
+    rows = download_table([("001", "success", "An astronaut", width, height)])
+    empty = EvalSetIndex("empty", "fp-0", None, None)
+    table, stats = dedup_shard(rows, {"001": copy}, [(empty, None)], MatchSettings(), "border")
+    assert table.column("is_duplicate").to_pylist() == [False]
+    assert stats["by_eval_set"] == {"empty": {"image": 0, "text": 0, "removed": 0}}
+    table, stats = dedup_shard(rows, {"001": copy}, [], MatchSettings(), "border")  # no eval set configured
+    assert table.num_rows == 1 and stats["duplicates"] == 0

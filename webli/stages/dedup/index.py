@@ -1,0 +1,279 @@
+"""An eval set's index: what is computed once per eval image and caption, and how it is searched.
+
+Two parts, split by how often they are read:
+
+- `ImageIndex`, the search part, broadcast to every worker: the 64-d view
+  descriptors of every eval image (descriptor.py: 12 views, int8, 768 bytes
+  per image) and a two-level inverted file over them (k-means lists of about
+  256 vectors; each query view scores sqrt(lists) coarse and fine centroids
+  and scans `probe` lists, so a query's cost grows with the square root of
+  the index, not with its size); plus the item ids.
+- `VerificationStore`, read only for the few neighbours a candidate is
+  checked against: each eval image's ORB keypoints (up to 300, 36 bytes each),
+  a 32x32 thumbnail and its normalised size. Saved as .npy files that workers
+  memory-map, so it costs page cache, not worker memory.
+
+Captions go to a `CaptionIndex` (text.py). Index parts are built by
+independent tasks (`build_image_part`) and joined by `assemble_image_index`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from scipy.cluster.vq import kmeans2
+
+from webli.stages.dedup import descriptor
+from webli.stages.dedup.evalsets import ImagePart, read_images
+from webli.stages.dedup.images import DecodeError, decode_original, normalise, too_small
+from webli.stages.dedup.verify import ORB_FEATURES_EVAL, THUMB, LocalFeatures, grey, orb_features, thumbnail
+
+INDEX_VERSION = 1
+BRUTE_FORCE_MAX = 50_000  # up to this many view vectors (about 4,000 images), queries compare with all
+LIST_SIZE = 256
+KMEANS_SAMPLE_PER_LIST = 8  # k-means trains on this many sampled vectors per list (at least 65,536)
+KMEANS_ITERATIONS = 12
+ASSIGN_CHUNK = 8192
+
+
+@dataclass
+class ImagePartFeatures:
+    """What one index-building task computed: per usable eval image, its id and features; per item, problems."""
+
+    items: list[str]
+    views: np.ndarray  # n x EVAL_VIEWS x 64 float16
+    keypoint_counts: np.ndarray  # n int32
+    keypoints: np.ndarray  # m x 2 float16
+    descriptors: np.ndarray  # m x 32 uint8
+    thumbs: np.ndarray  # n x THUMB x THUMB x 3 uint8
+    sizes: np.ndarray  # n x 2 uint16 (width, height at the normalised scale)
+    rows: list[dict] = field(default_factory=list)  # EVAL_ITEMS rows, one per image read
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"views": self.views, "keypoint_counts": self.keypoint_counts,
+                "keypoints": self.keypoints, "descriptors": self.descriptors, "thumbs": self.thumbs,
+                "sizes": self.sizes}
+
+
+def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeatures], np.ndarray, np.ndarray]:
+    """View descriptors, ORB features, thumbnails and normalised sizes of decoded RGB eval images."""
+    normalised = [normalise(image) for image in images]
+    views = np.array([descriptor.eval_views(image) for image in normalised], np.float16).reshape(
+        -1, descriptor.EVAL_VIEWS, descriptor.DIM)
+    local = [orb_features(grey(image), ORB_FEATURES_EVAL) for image in normalised]
+    thumbs = np.array([thumbnail(image) for image in normalised], np.uint8).reshape(-1, THUMB, THUMB, 3)
+    sizes = np.array([(image.shape[1], image.shape[0]) for image in normalised], np.uint16).reshape(-1, 2)
+    return views, local, thumbs, sizes
+
+
+def build_image_part(part: ImagePart) -> ImagePartFeatures:
+    """Read, decode and describe one part of an eval set; unusable images become rows with a problem."""
+    items, decoded, rows = [], [], []
+    for image in read_images(part):
+        problem = image.problem
+        if problem is None:
+            try:
+                rgb = decode_original(image.data)
+                problem = "image_too_small" if too_small(rgb) else None
+            except DecodeError:
+                problem = "decode_error"
+        rows.append({"item": image.item, "source": image.source, "kind": "image",
+                     "problem": problem.split(":", 1)[0] if problem else None})
+        if problem is None:
+            items.append(image.item)
+            decoded.append(rgb)
+    views, local, thumbs, sizes = image_features(decoded)
+    return ImagePartFeatures(
+        items=items, views=views,
+        keypoint_counts=np.array([len(f) for f in local], np.int32),
+        keypoints=np.concatenate([f.points for f in local] or [np.zeros((0, 2))]).astype(np.float16),
+        descriptors=np.concatenate([f.descriptors for f in local] or [np.zeros((0, 32), np.uint8)]),
+        thumbs=thumbs, sizes=sizes, rows=rows)
+
+
+@dataclass
+class ImageIndex:
+    """The search part of an eval set's image index (see the module docstring).
+
+    View vectors are stored as int8 with one scale per dimension (a quarter of
+    float32, and faster to scan than float16); cosines are computed against
+    the query divided by those scales.
+    """
+
+    items: pa.Array  # item id per image row
+    vectors: np.ndarray  # views x 64 int8 (vector * scales, rounded), grouped by inverted list
+    scales: np.ndarray  # 64 float32
+    rows: np.ndarray  # views int32: the image row of each grouped view
+    centroids: np.ndarray  # grid x (grid + 1) x 64 float32: coarse then list centroids (empty: brute force)
+    offsets: np.ndarray  # grid * grid + 1 int64: where each list starts in `vectors`
+    _dense: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 copy, brute force only
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dense": None}  # the float32 copy is rebuilt where it is used
+
+    def search(self, queries: list[np.ndarray], neighbours: int, probe: int,
+               min_similarity: float) -> list[list[tuple[int, float]]]:
+        """Per candidate (a QUERY_VIEWS x 64 array), up to `neighbours` (image row, similarity) pairs,
+        best first, at or above `min_similarity`; the similarity is the best cosine over all view pairs.
+
+        Ties are broken by image row, so results do not depend on list order.
+        """
+        return [self._search_one(views.astype(np.float32), neighbours, probe, min_similarity) for views in queries]
+
+    def _search_one(self, views: np.ndarray, neighbours: int, probe: int,
+                    min_similarity: float) -> list[tuple[int, float]]:
+        scaled = views / self.scales
+        if len(self.centroids) == 0:
+            if self._dense is None:
+                self._dense = np.ascontiguousarray(self.vectors.T, dtype=np.float32)
+            positions = np.arange(len(self.rows))
+            similarity = (scaled @ self._dense).max(0) if len(positions) else np.zeros(0, np.float32)
+        else:
+            positions, view_of = list_positions(probed_lists(views, self.centroids, probe), self.offsets)
+            similarity = np.einsum("nd,nd->n", self.vectors[positions].astype(np.float32), scaled[view_of])
+        rows = self.rows[positions]
+        keep = similarity >= min_similarity
+        rows, similarity = rows[keep], similarity[keep]
+        order = np.lexsort((-similarity, rows))  # by row, best view first
+        first = np.ones(len(order), bool)
+        first[1:] = rows[order][1:] != rows[order][:-1]
+        rows, similarity = rows[order][first], similarity[order][first]
+        best = np.lexsort((rows, -similarity))[:neighbours]
+        return [(int(rows[i]), float(similarity[i])) for i in best]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"vectors": self.vectors, "scales": self.scales, "rows": self.rows, "centroids": self.centroids,
+                "offsets": self.offsets}
+
+
+def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 vectors and per-dimension scales (127 / the largest magnitude of each dimension)."""
+    largest = np.abs(vectors).max(axis=0).astype(np.float32) if len(vectors) else np.ones(vectors.shape[1])
+    scales = (127.0 / np.maximum(largest, 1e-6)).astype(np.float32)
+    quantised = np.empty(vectors.shape, np.int8)
+    for start in range(0, len(vectors), ASSIGN_CHUNK * 16):
+        chunk = vectors[start:start + ASSIGN_CHUNK * 16].astype(np.float32) * scales
+        quantised[start:start + len(chunk)] = np.clip(np.rint(chunk), -127, 127)
+    return quantised, scales
+
+
+def list_grid(vectors: int) -> int:
+    """Side of the two-level inverted file for this many view vectors: 0 (brute force) up to
+    BRUTE_FORCE_MAX, then sqrt(n / LIST_SIZE), so lists hold about LIST_SIZE vectors each."""
+    return 0 if vectors <= BRUTE_FORCE_MAX else max(8, int(round(math.sqrt(vectors / LIST_SIZE))))
+
+
+def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid (by inner product of unit vectors) of every vector, in bounded-memory chunks."""
+    out = np.empty(len(vectors), np.int32)
+    for start in range(0, len(vectors), ASSIGN_CHUNK):
+        chunk = vectors[start:start + ASSIGN_CHUNK].astype(np.float32)
+        out[start:start + len(chunk)] = np.argmax(chunk @ centroids.T, axis=1)
+    return out
+
+
+def spherical_kmeans(sample: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` unit centroids of `sample` (scipy's k-means, renormalised; fewer points: the points repeated)."""
+    if len(sample) <= count:
+        centroids = sample[np.arange(count) % max(1, len(sample))].astype(np.float32)
+    else:
+        centroids, _ = kmeans2(sample.astype(np.float32), count, iter=KMEANS_ITERATIONS, minit="points", seed=rng)
+    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)
+
+
+def inverted_lists(vectors: np.ndarray, seed: int = 0,
+                   grid: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A two-level inverted file: `grid` coarse cells, each cut into `grid` lists.
+
+    Returns centroids (grid x grid+1 x dim: each cell's coarse centroid then its
+    list centroids; empty for brute force), the order that groups vectors by
+    list, and the offsets of the grid * grid lists. Assigning n vectors costs
+    n * 2 * grid dot products instead of n * grid ** 2.
+    """
+    grid = list_grid(len(vectors)) if grid is None else grid
+    if grid == 0:
+        return np.zeros((0, 0, vectors.shape[1]), np.float32), np.arange(len(vectors)), \
+            np.array([0, len(vectors)], np.int64)
+    rng = np.random.default_rng(seed)
+    size = min(len(vectors), max(65536, KMEANS_SAMPLE_PER_LIST * grid * grid))
+    sample = vectors[np.sort(rng.choice(len(vectors), size, replace=False))]
+    coarse = spherical_kmeans(sample, grid, rng)
+    sample_cells = nearest(sample, coarse)
+    fine = np.stack([spherical_kmeans(sample[sample_cells == cell], grid, rng) for cell in range(grid)])
+    cells = nearest(vectors, coarse)
+    membership = np.empty(len(vectors), np.int64)
+    for cell in range(grid):
+        members = np.nonzero(cells == cell)[0]
+        membership[members] = cell * grid + nearest(vectors[members], fine[cell])
+    order = np.argsort(membership, kind="stable")
+    offsets = np.searchsorted(membership[order], np.arange(grid * grid + 1)).astype(np.int64)
+    return np.concatenate([coarse[:, None, :], fine], axis=1).astype(np.float32), order, offsets
+
+
+def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int = 2) -> np.ndarray:
+    """Per query view (rows of `views`), the `probe` nearest lists: within its `cells` nearest coarse cells."""
+    grid = centroids.shape[0]
+    cells = min(cells, grid)
+    coarse = np.argsort(-(views @ centroids[:, 0].T), axis=1, kind="stable")[:, :cells]  # views x cells
+    scores = np.einsum("vcgd,vd->vcg", centroids[coarse, 1:], views).reshape(len(views), -1)
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :min(probe, cells * grid)]
+    return np.take_along_axis(coarse, best // grid, axis=1) * grid + best % grid
+
+
+def list_positions(lists: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of every vector in the given lists (views x probe), and the query view of each."""
+    starts, ends = offsets[lists.ravel()], offsets[lists.ravel() + 1]
+    lengths = ends - starts
+    view_of_list = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
+    first = np.cumsum(lengths) - lengths
+    positions = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+    return positions, np.repeat(view_of_list, lengths)
+
+
+def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, dict[str, np.ndarray]]:
+    """Join parts (in order) into the search index and the verification arrays."""
+    views = np.concatenate([p.views for p in parts] or [np.zeros((0, descriptor.EVAL_VIEWS, descriptor.DIM))])
+    flat = views.reshape(-1, descriptor.DIM).astype(np.float16)
+    view_rows = np.repeat(np.arange(len(views), dtype=np.int32), descriptor.EVAL_VIEWS)
+    centroids, order, offsets = inverted_lists(flat)
+    quantised, scales = quantise(flat[order])
+    index = ImageIndex(items=pa.array([i for p in parts for i in p.items], pa.string()), vectors=quantised,
+                       scales=scales, rows=view_rows[order], centroids=centroids, offsets=offsets)
+    counts = np.concatenate([p.keypoint_counts for p in parts] or [np.zeros(0, np.int32)])
+    verification = {
+        "keypoint_offsets": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
+        "keypoints": np.concatenate([p.keypoints for p in parts] or [np.zeros((0, 2), np.float16)]),
+        "descriptors": np.concatenate([p.descriptors for p in parts] or [np.zeros((0, 32), np.uint8)]),
+        "thumbs": np.concatenate([p.thumbs for p in parts] or [np.zeros((0, THUMB, THUMB, 3), np.uint8)]),
+        "sizes": np.concatenate([p.sizes for p in parts] or [np.zeros((0, 2), np.uint16)]),
+    }
+    return index, verification
+
+
+@dataclass
+class VerificationStore:
+    """Per eval image row: ORB features, thumbnail and normalised size (arrays may be memory-mapped)."""
+
+    keypoint_offsets: np.ndarray
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    thumbs: np.ndarray
+    sizes: np.ndarray
+
+    def features(self, row: int) -> LocalFeatures:
+        start, end = int(self.keypoint_offsets[row]), int(self.keypoint_offsets[row + 1])
+        return LocalFeatures(np.asarray(self.keypoints[start:end], np.float32),
+                             np.ascontiguousarray(self.descriptors[start:end]))
+
+    def thumb(self, row: int) -> np.ndarray:
+        return np.ascontiguousarray(self.thumbs[row])
+
+    def size(self, row: int) -> tuple[int, int]:
+        width, height = self.sizes[row]
+        return int(width), int(height)
