@@ -10,7 +10,11 @@ Runs, each in its own process (so one's memory and imports do not colour the nex
      (the WARC and live-crawl parts share one report file)
   2. bench_download.py              ->  benchmarks/results/download.md
 Progress goes to stderr; the Markdown reports are printed together at the end.
-bench_langid.py is separate (it needs no server and takes longer).
+bench_langid.py is separate (it needs no server and takes longer), and so are
+the later stages' benchmarks (bench_ocr, bench_dedup, bench_dedup_scale,
+bench_score, bench_score_dask, bench_score_select, bench_train,
+bench_select_vs_random, bench_card): each takes minutes to an hour on its own,
+and each results/*.md file starts with the command that wrote it.
 
 Needs the realweb site, server and WARC; each benchmark checks and prints
 the commands that create whatever is missing.

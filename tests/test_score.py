@@ -26,7 +26,8 @@ from webli.pipeline.config import ConfigError, validate_config
 from webli.pipeline.score import describe_model, resolve_scoring_model, score_task
 from webli.pipeline.storage import StageDir, shard_name
 from webli.schemas.score import SCORE_SIDECAR
-from webli.stages.score import ClipScorer, decode_rgb, iter_tar_images, score_shard
+from webli.stages.score import ClipScorer, FoldScorers, decode_rgb, iter_tar_images, score_shard
+from webli.stages.train.data import fold_of
 from webli.stages.train.models import load_clip
 
 TINY_NAME = "webli-score-test-tiny"
@@ -51,6 +52,14 @@ def make_tiny_model(folder, seed: int = 0):
     model = tiny_clip()
     torch.save({"state_dict": model.state_dict()}, folder / "model.pt")
     return folder
+
+
+def make_bootstrap_filters(output, seeds: tuple[int, ...] = (1, 2)) -> list:
+    """The layout `webli bootstrap-filter` leaves: one tiny model per fold, then the set's stats.json."""
+    folder = output / "bootstrap_filter"
+    folds = [make_tiny_model(folder / f"fold_{k}", seed=seed) for k, seed in enumerate(seeds)]
+    (folder / "stats.json").write_text(json.dumps({"stage": "bootstrap_filter", "folds": len(seeds)}))
+    return folds
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +194,17 @@ def config_for(tmp_path, **score) -> object:
 def test_missing_bootstrap_filter_says_what_to_run(tmp_path):
     with pytest.raises(ConfigError, match="make bootstrap-filter"):
         resolve_scoring_model(config_for(tmp_path))
+    folds = make_bootstrap_filters(tmp_path / "out")
+    (folds[1] / "model.pt").unlink()  # one fold's filter is missing: still says what to run
+    with pytest.raises(ConfigError, match="(?s)fold_1.*make bootstrap-filter"):
+        resolve_scoring_model(config_for(tmp_path))
+
+
+def test_a_single_bootstrap_filter_of_an_older_version_is_refused(tmp_path):
+    make_tiny_model(tmp_path / "out" / "bootstrap_filter")
+    (tmp_path / "out" / "bootstrap_filter" / "stats.json").write_text('{"stage": "bootstrap_filter"}')
+    with pytest.raises(ConfigError, match="(?s)trained on the pairs it would score.*make bootstrap-filter"):
+        resolve_scoring_model(config_for(tmp_path))
 
 
 def test_pretrained_tag_offline_fails_fast_with_what_to_do(tmp_path, monkeypatch):
@@ -201,12 +221,16 @@ def test_random_weights_are_refused(tmp_path):
 
 
 def test_bootstrap_and_checkpoint_models_are_identified_by_their_weights(tmp_path, tiny_model):
-    boot = make_tiny_model(tmp_path / "out" / "bootstrap_filter", seed=1)
+    folds = make_bootstrap_filters(tmp_path / "out")
     spec = resolve_scoring_model(config_for(tmp_path))
-    assert spec.model == str(boot) and spec.model_id.startswith(f"{TINY_NAME}@sha256:")
+    assert spec.folds == tuple(str(f) for f in folds) and spec.model == str(folds[0])
+    assert spec.model_id.startswith(f"{TINY_NAME}@bootstrap-2fold:sha256:")
+    make_tiny_model(folds[1], seed=3)  # other weights in one fold: another filter set
+    assert resolve_scoring_model(config_for(tmp_path)).model_id not in (spec.model_id, None)
     other = resolve_scoring_model(config_for(tmp_path, model=str(tiny_model / "model_config.json"),
                                              pretrained=str(tiny_model / "model.pt")))
     assert other.model_id.startswith(f"{TINY_NAME}@sha256:") and other.model_id != spec.model_id
+    assert other.folds == ()
     assert describe_model("ViT-B-32", "ViT-B-32", "laion2b_s34b_b79k", "/cache/x.bin") == "ViT-B-32/laion2b_s34b_b79k"
 
 
@@ -222,6 +246,47 @@ def test_score_task_writes_sidecar_then_stats_and_skips_done_shards(tmp_path, ti
     assert sidecar.column("model_id").to_pylist() == [spec.model_id] * 3
     (out / "score" / "00003.parquet").unlink()  # a done shard is not redone
     assert score_task(3, config, spec)["scored"] == 3 and not (out / "score" / "00003.parquet").exists()
+
+
+def fold_scorer(folder, model_id: str) -> ClipScorer:
+    model, preprocess, tokenizer = load_clip(str(folder), None, "cpu")
+    return ClipScorer(model, preprocess, tokenizer, torch.device("cpu"), model_id)
+
+
+def test_each_pair_is_scored_by_the_model_of_its_fold(tmp_path, scorer):
+    other = fold_scorer(make_tiny_model(tmp_path / "other", seed=7), "other")
+    rows = pa.Table.from_pylist([download_row(f"{i:04d}", f"caption number {i}") for i in range(12)],
+                                schema=schemas.DOWNLOAD)
+    images = [(f"{i:04d}", jpeg(i)) for i in range(12)]
+    folds = {f"{i:04d}": fold_of(f"uid-{i:04d}", 2) for i in range(12)}
+    assert set(folds.values()) == {0, 1}  # both folds are exercised
+    table, stats = score_shard(rows, images, FoldScorers((scorer, other), "set@test"), batch_size=3)
+    alone = [score_shard(rows, images, model, batch_size=5)[0].column("score").to_pylist()
+             for model in (scorer, other)]
+    expected = [alone[folds[k]][i] for i, k in enumerate(table.column("key").to_pylist())]
+    np.testing.assert_allclose(table.column("score").to_numpy(), expected, atol=1e-5)
+    assert table.column("model_id").to_pylist() == ["set@test"] * 12 and table.schema == SCORE_SIDECAR
+    assert stats["scored_by_fold"] == {str(k): list(folds.values()).count(k) for k in (0, 1)}
+    assert "scored_by_fold" not in score_shard(rows, images, scorer, batch_size=4)[1]
+
+
+def test_score_task_with_the_bootstrap_filters_routes_by_fold(tmp_path):
+    out = tmp_path / "out"
+    folds = make_bootstrap_filters(out)
+    write_download_shard(out, 0, [download_row(f"{i:04d}", f"pair {i}") for i in range(8)])
+    config = config_for(tmp_path, batch_size=2)
+    spec = resolve_scoring_model(config)
+    stats = score_task(0, config, spec)
+    routed = [fold_of(f"uid-{i:04d}", 2) for i in range(8)]
+    assert stats["scored_by_fold"] == {"0": routed.count(0), "1": routed.count(1)}
+    sidecar = pq.read_table(out / "score" / "00000.parquet").to_pylist()
+    for row in sidecar:
+        model = fold_scorer(folds[fold_of(row["uid"], 2)], "x")
+        single = score_shard(pa.Table.from_pylist([download_row(row["key"], f"pair {int(row['key'])}")],
+                                                  schema=schemas.DOWNLOAD), [(row["key"], jpeg(int(row["key"])))],
+                             model, batch_size=1)[0]
+        assert row["score"] == pytest.approx(single.column("score")[0].as_py(), abs=1e-5)
+        assert row["model_id"] == spec.model_id
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -33,7 +34,18 @@ from webli.pipeline.train import (
 )
 from webli.schemas import DOWNLOAD
 from webli.stages.train import data as train_data
-from webli.stages.train.data import EVAL, TRAIN, UNUSED, StreamSpec, epoch_loader, split_of
+from webli.stages.train.data import (
+    EVAL,
+    SCORED,
+    TRAIN,
+    UNUSED,
+    StreamSpec,
+    epoch_loader,
+    fold_of,
+    fold_split_of,
+    split_of,
+    uid_position,
+)
 from webli.stages.train.evaluate import (
     Embeddings,
     derangement,
@@ -428,9 +440,107 @@ def test_bootstrap_splits_table_matches_the_stream_split(tmp_path):
     table = pa.Table.from_pylist([{**{f.name: None for f in DOWNLOAD}, **r} for r in rows])
     store.write_table("00000.parquet", table, DOWNLOAD)
     store.write_stats(0, {"total": 9, "forwarded": 6, "dropped_by_reason": {"http_error": 3}})
-    splits = bootstrap_splits(str(tmp_path), 0.3, 0.7).to_pylist()
+    splits = bootstrap_splits(str(tmp_path), 0.3, 0.7, folds=3).to_pylist()
     assert [r["key"] for r in splits] == [r["key"] for r in rows if r["status"] == "success"]
-    assert all(r["split"] == split_of(r["uid"], 0.3, 0.7) and r["shard"] == 0 for r in splits)
+    for r in splits:
+        assert r["fold"] == fold_of(r["uid"], 3) and r["shard"] == 0
+        assert r["split"] == fold_split_of(r["uid"], 0.3, 0.7, r["fold"], 3)
+        assert r["trained_by"] == ([] if r["split"] == UNUSED else [k for k in range(3) if k != r["fold"]])
+
+
+# --- cross-fitting ------------------------------------------------------------------------
+
+def test_fold_split_is_deterministic_and_independent_of_the_other_draws():
+    uids = [f"uid-{i}" for i in range(6000)]
+    folds = [fold_of(u, 3) for u in uids]
+    assert folds == [fold_of(u, 3) for u in uids] and all(1800 < folds.count(k) < 2200 for k in range(3))
+    # independent of the held-out and subset draws: each fold holds about its share of either
+    heldout = [f for u, f in zip(uids, folds) if split_of(u, 0.2) == EVAL]
+    outside = [f for u, f in zip(uids, folds) if split_of(u, 0.0, 0.5) == UNUSED]
+    assert all(abs(heldout.count(k) / len(heldout) - 1 / 3) < 0.05 for k in range(3))
+    assert all(abs(outside.count(k) / len(outside) - 1 / 3) < 0.05 for k in range(3))
+    assert np.corrcoef([uid_position(u, b"webli-fold-v1") for u in uids],
+                       [uid_position(u, b"webli-heldout-v1") for u in uids])[0, 1] ** 2 < 0.01
+
+
+def test_every_pair_is_scored_by_a_filter_that_never_trained_on_it():
+    for uid in (f"uid-{i}" for i in range(3000)):
+        own = fold_of(uid, 4)
+        views = [fold_split_of(uid, 0.25, 0.8, fold, 4) for fold in range(4)]
+        if split_of(uid, 0.25, 0.8) == UNUSED:
+            assert views == [UNUSED] * 4  # no filter sees a pair outside the bootstrap split
+            continue
+        assert views[own] in (EVAL, SCORED) and views.count(TRAIN) == 3  # every other filter trains on it
+        assert (views[own] == EVAL) == (split_of(uid, 0.25, 0.8) == EVAL)  # the same held-out draw
+
+
+def test_a_fold_stream_trains_on_the_other_folds_and_evaluates_on_its_own(shards, micro):
+    _, _, _, preprocess, tokenizer = micro
+    urls = tuple(str(p) for p in sorted(shards.glob("*.tar")))
+    seen = {}
+    for split in (TRAIN, EVAL):
+        spec = StreamSpec(urls, split, 0.5, 16, shuffle=False, drop_partial=False, fold=1, folds=2)
+        seen[split] = [k for b in epoch_loader(spec, preprocess, tokenizer, 0) for k in b.keys]
+    assert seen[TRAIN] and seen[EVAL]
+    assert all(fold_of(f"uid-{k}", 2) == 0 for k in seen[TRAIN])
+    assert all(fold_of(f"uid-{k}", 2) == 1 and split_of(f"uid-{k}", 0.5) == EVAL for k in seen[EVAL])
+
+
+def write_download_tables(folder: Path) -> None:
+    """A download stage's Parquet + stats beside each tar of `write_shards` (every sample a success)."""
+    store = StageDir(str(folder.parent), folder.name)
+    for shard_id, tar_path in enumerate(sorted(folder.glob("*.tar"))):
+        with tarfile.open(tar_path) as tar:
+            metas = [json.loads(tar.extractfile(m).read()) | {"key": m.name[:-5]} for m in tar.getmembers()
+                     if m.name.endswith(".json")]
+        rows = [{**{f.name: None for f in DOWNLOAD}, "key": m["key"], "uid": m["uid"], "url": "http://x/",
+                 "caption": "c", "page_url": "http://x/", "language": "en", "language_score": 1.0,
+                 "status": "success"} for m in metas]
+        store.write_table(f"{shard_id:05d}.parquet", pa.Table.from_pylist(rows), DOWNLOAD)
+        store.write_stats(shard_id, {"total": len(rows), "forwarded": len(rows), "dropped_by_reason": {}})
+
+
+def bootstrap_config(tmp_path: Path, micro_config: Path, **bootstrap) -> object:
+    return validate_config({
+        "output": str(tmp_path / "out"),
+        "train": {"batch_size": 8, "warmup_steps": 1, "lr": 2e-3, "workers": 0, "device": "cpu",
+                  "bootstrap": {"model": str(micro_config), "epochs": 1, "eval_fraction": 0.4, **bootstrap}},
+        "cluster": {"workers": 1}})
+
+
+def test_cross_fitted_filters_train_per_fold_and_account_for_every_pair(tmp_path, micro_config):
+    broken = {"b0000": {"jpg": b"junk", "txt": b"a caption", "json": b'{"uid": "uid-b0000"}'}}
+    write_download_tables(write_shards(tmp_path / "out" / "download", shards=2, per_shard=24, extra=broken))
+    stats = run_bootstrap_filter(bootstrap_config(tmp_path, micro_config))
+    folder = tmp_path / "out" / "bootstrap_filter"
+    splits = pq.read_table(folder / "splits.parquet").to_pylist()
+    assert len(splits) == 49 and all(r["fold"] not in r["trained_by"] for r in splits)
+    for fold in range(2):
+        fold_stats = json.loads((folder / f"fold_{fold}" / STATS_FILE).read_text())
+        fold_metrics = json.loads((folder / f"fold_{fold}" / METRICS_FILE).read_text())
+        others = [r for r in splits if r["fold"] != fold]
+        own = [r for r in splits if r["fold"] == fold]
+        # filter k read exactly the other folds' pairs for training, and its own fold's held-out pairs for the AUC
+        assert fold_stats["train_samples"] + sum(fold_stats["train_dropped_by_reason"].values()) == len(others)
+        assert fold_stats["eval_samples"] == sum(r["split"] == EVAL and r["uid"] != "uid-b0000" for r in own)
+        assert fold_stats["total"] == 49 and fold_metrics["fold"] == fold and (folder / f"fold_{fold}" /
+                                                                                "model.pt").is_file()
+    assert stats["total"] == 49 and stats["forwarded"] == 48 and stats["dropped_by_reason"] == {"decode_error": 1}
+    metrics = json.loads((folder / METRICS_FILE).read_text())
+    assert metrics["splits"]["folds"] == 2 and set(metrics["by_fold"]) == {"0", "1"}
+    assert metrics["pool"] == stats["eval_samples"] == sum(s["eval_samples"] for s in stats["by_fold"])
+    assert run_bootstrap_filter(bootstrap_config(tmp_path, micro_config)) == stats  # done: skipped
+    with pytest.raises(ConfigError, match="made with 2 folds"):
+        run_bootstrap_filter(bootstrap_config(tmp_path, micro_config, folds=3))
+
+
+def test_a_single_filter_of_an_older_version_is_refused(tmp_path, micro_config):
+    store = StageDir(str(tmp_path / "out"), "bootstrap_filter")
+    store.write_json(STATS_FILE, {"stage": "bootstrap_filter", "total": 1, "forwarded": 1})
+    with pytest.raises(ConfigError, match="no cross-fitting"):
+        run_bootstrap_filter(bootstrap_config(tmp_path, micro_config))
+    with pytest.raises(ConfigError, match="greater than or equal to 2|folds"):
+        bootstrap_config(tmp_path, micro_config, folds=1)
 
 
 def test_a_data_set_smaller_than_a_batch_still_trains(shards, micro):

@@ -7,6 +7,11 @@ and encoded in the same batches; the score is the cosine similarity of the two
 normalised embeddings (not multiplied by the logit scale). Nothing is dropped:
 a sample whose image is missing or does not decode gets a null score and a
 counted problem. No Dask here; `webli.pipeline.score` runs it per shard.
+
+The scorer is one model (`ClipScorer`) or a cross-fitted set (`FoldScorers`,
+the bootstrap filters): then each pair is scored by the model of its fold
+(a salted hash of its uid), the one that never trained on it, and the shard
+stats count the pairs each fold's model scored.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from webli import schemas
 from webli.schemas.score import MODEL_ID, PROBLEM, SCORE, SCORE_SIDECAR
+from webli.stages.train.data import fold_of
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -47,6 +53,23 @@ class ClipScorer:
         image_features = self.model.encode_image(images.to(self.device), normalize=True)
         text_features = self.model.encode_text(self.tokenizer(texts).to(self.device), normalize=True)
         return (image_features * text_features).sum(dim=-1).float().cpu().numpy()
+
+
+@dataclass
+class FoldScorers:
+    """Cross-fitted models: `scorers[k]` scores the pairs of fold k (`fold_of(uid, K)`), which it never trained on."""
+
+    scorers: tuple[ClipScorer, ...]
+    model_id: str
+
+    def route(self, keys: list[str], uids: list[str]) -> dict[str, int]:
+        """key -> the index of the model that scores it (its uid's fold)."""
+        return {key: fold_of(uid, len(self.scorers)) for key, uid in zip(keys, uids)}
+
+
+def members(scorer: ClipScorer | FoldScorers) -> tuple[ClipScorer, ...]:
+    """The models behind a scorer: one, or one per fold."""
+    return scorer.scorers if isinstance(scorer, FoldScorers) else (scorer,)
 
 
 def iter_tar_images(fileobj: IO[bytes]) -> Iterator[tuple[str, bytes]]:
@@ -80,27 +103,34 @@ class ShardScores:
     problems: dict[str, str] = field(default_factory=dict)
     unindexed: int = 0  # images in the tar with no successful row in the table
     repeated: int = 0  # a key met twice in the tar (the first image counts)
+    scored_by: Counter = field(default_factory=Counter)  # model index -> pairs it scored
 
 
-def _flush(batch: list[tuple[str, torch.Tensor]], captions: dict[str, str], scorer: ClipScorer,
-           result: ShardScores) -> None:
+def _flush(batch: list[tuple[str, torch.Tensor]], captions: dict[str, str], scorers: tuple[ClipScorer, ...],
+           index: int, result: ShardScores) -> None:
+    """Score one model's batch with that model; empty the batch."""
     if not batch:
         return
     keys = [key for key, _ in batch]
-    values = scorer.similarities(torch.stack([pixels for _, pixels in batch]), [captions[k] for k in keys])
+    values = scorers[index].similarities(torch.stack([pixels for _, pixels in batch]), [captions[k] for k in keys])
     for key, value in zip(keys, values.tolist()):
         if np.isfinite(value):
             result.scores[key] = value
+            result.scored_by[index] += 1
         else:
             result.problems[key] = "non_finite_score"
     batch.clear()
 
 
-def score_images(images: Iterable[tuple[str, bytes]], captions: dict[str, str], scorer: ClipScorer,
-                 batch_size: int) -> ShardScores:
-    """Score every image whose key has a caption, in batches of `batch_size`."""
+def score_images(images: Iterable[tuple[str, bytes]], captions: dict[str, str], scorer: ClipScorer | FoldScorers,
+                 batch_size: int, route: dict[str, int] | None = None) -> ShardScores:
+    """Score every image whose key has a caption, in batches of `batch_size` per model.
+
+    `route` maps keys to the model that scores them (a `FoldScorers` index); without it, model 0 scores all.
+    """
+    scorers = members(scorer)
     result = ShardScores()
-    batch: list[tuple[str, torch.Tensor]] = []
+    batches: list[list[tuple[str, torch.Tensor]]] = [[] for _ in scorers]
     seen: set[str] = set()
     for key, data in images:
         if key not in captions:
@@ -114,10 +144,12 @@ def score_images(images: Iterable[tuple[str, bytes]], captions: dict[str, str], 
         if image is None:
             result.problems[key] = "decode_error"
             continue
-        batch.append((key, scorer.preprocess(image)))
-        if len(batch) >= batch_size:
-            _flush(batch, captions, scorer, result)
-    _flush(batch, captions, scorer, result)
+        index = route[key] if route else 0
+        batches[index].append((key, scorers[index].preprocess(image)))
+        if len(batches[index]) >= batch_size:
+            _flush(batches[index], captions, scorers, index, result)
+    for index, batch in enumerate(batches):
+        _flush(batch, captions, scorers, index, result)
     for key in captions.keys() - seen:
         result.problems[key] = "missing_image"
     return result
@@ -140,17 +172,22 @@ def scores_table(rows: pa.Table, result: ShardScores, model_id: str) -> pa.Table
     }), SCORE_SIDECAR)
 
 
-def score_shard(download: pa.Table, images: Iterable[tuple[str, bytes]], scorer: ClipScorer,
+def score_shard(download: pa.Table, images: Iterable[tuple[str, bytes]], scorer: ClipScorer | FoldScorers,
                 batch_size: int) -> tuple[pa.Table, dict]:
     """Score one download shard: (sidecar table, stats).
 
     `download` is the shard's download table (key, uid, caption, status at
     least); `images` its tar's (key, bytes), e.g. from `iter_tar_images`.
+    With `FoldScorers`, each pair goes to its fold's model and the stats
+    count the pairs each fold's model scored (`scored_by_fold`).
     """
     started = time.time()
     rows = successful_rows(download)
-    captions = dict(zip(rows.column(schemas.KEY).to_pylist(), rows.column(schemas.CAPTION).to_pylist()))
-    result = score_images(images, captions, scorer, batch_size)
+    keys = rows.column(schemas.KEY).to_pylist()
+    captions = dict(zip(keys, rows.column(schemas.CAPTION).to_pylist()))
+    folded = isinstance(scorer, FoldScorers)
+    route = scorer.route(keys, rows.column(schemas.UID).to_pylist()) if folded else None
+    result = score_images(images, captions, scorer, batch_size, route)
     table = scores_table(rows, result, scorer.model_id)
     problems = Counter(result.problems.values())
     stats = {
@@ -163,6 +200,7 @@ def score_shard(download: pa.Table, images: Iterable[tuple[str, bytes]], scorer:
         "tar_images_without_row": result.unindexed,
         "tar_images_repeated": result.repeated,
         "model_id": scorer.model_id,
+        **({"scored_by_fold": {str(k): result.scored_by[k] for k in range(len(scorer.scorers))}} if folded else {}),
         "duration_s": round(time.time() - started, 3),
     }
     return table, stats

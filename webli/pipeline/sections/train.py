@@ -19,12 +19,16 @@ class ZeroShotSetConfig(Section):
 
 
 class BootstrapFilterConfig(Section):
-    """The offline filter model: trained on a bootstrap split of the downloaded pairs (Data Filtering Networks)."""
+    """The offline filters: K models cross-fitted on a bootstrap split of the downloaded pairs (Data Filtering
+    Networks: train a filter, then filter), each pair scored by the one that never trained on it."""
 
     model: str = Field("webli-tiny", description="open_clip model name or model config JSON")
     fraction: float = Field(1.0, gt=0, le=1, description="share of the downloaded pairs (by uid hash) in the "
                                                          "bootstrap split; the rest are 'unused' in splits.parquet")
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="share of the bootstrap split held out for the AUC")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="share of each fold held out for its filter's AUC")
+    folds: int = Field(2, ge=2, description="cross-fitting: K filters, filter k trained on the pairs not in fold k "
+                                            "(by uid hash); each pair is scored by the filter of its fold, which "
+                                            "never trained on it")
     epochs: int = Field(10, ge=1)
 
 

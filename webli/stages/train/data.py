@@ -7,7 +7,9 @@ of the wanted split kept, shuffled in a seeded buffer, decoded, batched.
 
 The held-out split is a pure function of each sample's `uid` (a salted hash),
 so it does not depend on sharding, worker count or the order of shards, and a
-pair is held out by the trainer and the bootstrap filter alike.
+pair is held out by the trainer and the bootstrap filter alike. The bootstrap
+filter is cross-fitted: a third, independent salted hash puts each pair in
+one of K folds, and filter k trains on the other folds (`fold_split_of`).
 
 Nothing is lost silently: each batch carries the counts of samples read,
 dropped (by reason) and skipped since the previous batch, and the last item
@@ -42,7 +44,9 @@ META_EXTENSION = "json"
 WANTED_EXTENSIONS = frozenset((*IMAGE_EXTENSIONS, CAPTION_EXTENSION, META_EXTENSION))
 HELDOUT_SALT = b"webli-heldout-v1"
 SUBSET_SALT = b"webli-subset-v1"
+FOLD_SALT = b"webli-fold-v1"
 TRAIN, EVAL, UNUSED = "train", "eval", "unused"
+SCORED = "scored"  # a fold filter's own fold, not held out for its AUC: it only scores those pairs
 MIN_BATCH = 2  # a contrastive batch needs a negative
 
 
@@ -52,14 +56,38 @@ def uid_position(uid: str, salt: bytes) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def in_subset(uid: str, subset_fraction: float) -> bool:
+    """Whether the pair is in the subset (e.g. the bootstrap split) of that share, by uid hash."""
+    return subset_fraction >= 1.0 or uid_position(uid, SUBSET_SALT) < subset_fraction
+
+
 def split_of(uid: str, eval_fraction: float, subset_fraction: float = 1.0) -> str:
     """'unused' outside the subset (e.g. the bootstrap split), else 'eval' for held-out pairs, else 'train'.
 
     The two draws are independent, so the held-out share is the same inside any subset.
     """
-    if subset_fraction < 1.0 and uid_position(uid, SUBSET_SALT) >= subset_fraction:
+    if not in_subset(uid, subset_fraction):
         return UNUSED
     return EVAL if uid_position(uid, HELDOUT_SALT) < eval_fraction else TRAIN
+
+
+def fold_of(uid: str, folds: int) -> int:
+    """The cross-fitting fold (0 .. folds-1) of a pair: a salted uid hash independent of the other draws."""
+    return min(int(uid_position(uid, FOLD_SALT) * folds), folds - 1)
+
+
+def fold_split_of(uid: str, eval_fraction: float, subset_fraction: float, fold: int, folds: int) -> str:
+    """What the filter of fold `fold` (of `folds`) does with a pair.
+
+    'unused' outside the subset; 'train' for a pair of another fold; for a
+    pair of its own fold, which it scores and never trains on: 'eval' when
+    held out for its AUC (the held-out hash, as in `split_of`), else 'scored'.
+    """
+    if not in_subset(uid, subset_fraction):
+        return UNUSED
+    if fold_of(uid, folds) != fold:
+        return TRAIN
+    return EVAL if uid_position(uid, HELDOUT_SALT) < eval_fraction else SCORED
 
 
 @dataclass
@@ -122,6 +150,15 @@ class StreamSpec:
     shuffle: bool = True
     shuffle_buffer: int = 2000
     drop_partial: bool = True
+    fold: int | None = None  # cross-fitting: the fold whose filter this stream feeds (None: no folds)
+    folds: int = 1
+
+
+def stream_split(uid: str, spec: StreamSpec) -> str:
+    """The split of a pair in this stream: `split_of`, or `fold_split_of` for a cross-fitting fold."""
+    if spec.fold is None:
+        return split_of(uid, spec.eval_fraction, spec.subset_fraction)
+    return fold_split_of(uid, spec.eval_fraction, spec.subset_fraction, spec.fold, spec.folds)
 
 
 class ReadErrorCounter:
@@ -192,7 +229,7 @@ def sample_uid(sample: dict, counts: StreamCounts) -> str:
 def of_split(samples: Iterable[dict], spec: StreamSpec, counts: StreamCounts) -> Iterator[dict]:
     """Samples of `spec.split` (counted as read); the others counted as skipped, by split."""
     for sample in samples:
-        split = split_of(sample_uid(sample, counts), spec.eval_fraction, spec.subset_fraction)
+        split = stream_split(sample_uid(sample, counts), spec)
         if split == spec.split:
             counts.read += 1
             yield sample
