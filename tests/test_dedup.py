@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from webli import schemas
@@ -22,18 +22,33 @@ from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
 from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, padded_content_box
 from webli.stages.dedup.index import (
+    QUERY_BATCH,
     ImageIndex,
     VerificationStore,
     assemble_image_index,
     build_image_part,
     inverted_lists,
     quantise,
+    sign_codes,
 )
 from webli.stages.dedup.match import MatchSettings, match_images
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
-from webli.stages.dedup.verify import ORB_FEATURES_EVAL, grey, orb_features, thumbnail, verify_pair
+from webli.stages.dedup.verify import (
+    ORB_FEATURES_EVAL,
+    EvalEntry,
+    aligned_detail,
+    detail_image,
+    grey,
+    orb_features,
+    structure_agreement,
+    thumbnail,
+    turned_frame,
+    verify_pair,
+    verify_unaligned,
+    working_grey,
+)
 from webli.stages.download import ProbingResizer
 
 PHOTOS = {"astronaut": skdata.astronaut, "coffee": skdata.coffee, "chelsea": skdata.chelsea,
@@ -235,18 +250,96 @@ def test_inverted_lists_find_near_copies_and_scan_a_fraction():
     assert largest < index.offsets[-1] / 3  # the lists a query view scans hold a small share of the index
 
 
+def test_sign_codes_hamming_distance_tracks_the_angle():
+    base = random_units(2000, 3)
+    near = base + 0.15 * random_units(2000, 4)  # cosine about 0.99
+    far = random_units(2000, 5)
+    distance = lambda a, b: np.bitwise_count(sign_codes(a) ^ sign_codes(b))  # noqa: E731
+    assert sign_codes(base).dtype == np.uint64
+    assert np.median(distance(base, near)) <= 4 and abs(np.median(distance(base, far)) - 32) <= 2
+
+
+def test_batched_inverted_file_search_equals_one_query_at_a_time():
+    index, views = search_index(500, grid=8)
+    queries = queries_hitting(views, list(range(0, 500, 3)), 0.1, 11)
+    assert len(queries) < QUERY_BATCH * 2 and len(queries) > 1
+    together = index.search(queries, 4, probe=4, min_similarity=0.3)
+    alone = [index.search([q], 4, probe=4, min_similarity=0.3)[0] for q in queries]
+    assert together == alone
+    assert sum(bool(r) and r[0][0] == t for r, t in zip(together, range(0, 500, 3))) >= 0.9 * len(queries)
+
+
 # --- the precise check --------------------------------------------------------------------------------------
 
 
-def eval_entry(image: Image.Image):
+def structure_of(edited: np.ndarray, original: np.ndarray) -> float:
+    """structure_agreement of two same-size grey images, aligned by the identity."""
+    shape = original.shape
+    matrix = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    candidate_grey = working_grey(np.dstack([edited] * 3))
+    reference = detail_image(np.dstack([original] * 3))
+    warped, inside = aligned_detail(matrix, shape, candidate_grey.shape, reference, (shape[1], shape[0]))
+    return structure_agreement(candidate_grey, warped, inside)
+
+
+def test_structure_test_tolerates_jitter_and_a_banner_but_not_other_text():
+    page = Image.new("L", (256, 192), 235)
+    draw = ImageDraw.Draw(page)
+    for row in range(8):
+        draw.rectangle((12, 12 + 22 * row, 244, 28 + 22 * row), outline=90)
+        draw.text((18, 14 + 22 * row), f"Option {row}: enable the thing", fill=20)
+    other = Image.new("L", (256, 192), 235)
+    draw = ImageDraw.Draw(other)
+    for row in range(8):
+        draw.rectangle((12, 12 + 22 * row, 244, 28 + 22 * row), outline=90)
+        draw.text((18, 14 + 22 * row), f"Einstellung {row * 7}: nie zeigen", fill=20)
+    original = np.asarray(page)
+    jittered = np.clip(original.astype(np.float32) * 0.7 + 30, 0, 255).astype(np.uint8)
+    bannered = original.copy()
+    bannered[150:] = 0
+    assert structure_of(original, original) == 1.0
+    assert structure_of(jittered, original) >= 0.9
+    assert structure_of(bannered, original) >= 0.9
+    assert structure_of(np.asarray(other), original) < 0.8
+
+
+def settings_page(words: str) -> Image.Image:
+    """A flat dialog-like picture: framed rows of text (few corners for ORB)."""
+    page = Image.new("RGB", (300, 200), (236, 236, 236))
+    draw = ImageDraw.Draw(page)
+    for row in range(8):
+        draw.rectangle((10, 10 + 23 * row, 290, 28 + 23 * row), outline=(90, 90, 90))
+        draw.text((16, 13 + 23 * row), f"{words} {row}", fill=(20, 20, 20))
+    return page
+
+
+def test_unaligned_check_accepts_a_small_copy_and_rejects_other_text():
+    entry = eval_entry(settings_page("Show the grid lines"))
+    small = candidate(apply_edits(settings_page("Show the grid lines"), ("resize", "jpeg"), seed=3))
+    assert verify_unaligned(small, entry).accepted
+    assert not verify_unaligned(candidate(settings_page("Raster anzeigen lassen")), entry).accepted
+    cropped = candidate(settings_page("Show the grid lines").crop((0, 0, 300, 150)))
+    assert verify_unaligned(cropped, entry).reason == "aspect"
+
+
+def test_turned_frame_leaves_out_the_corners_of_a_turned_copy():
+    straight = np.array([[1.0, 0, 5], [0, 1.0, 3]])
+    angle = np.radians(10)
+    turned = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0]])
+    assert turned_frame(straight, (96, 128)).all()
+    frame = turned_frame(turned, (96, 128))
+    assert not frame[0, 0] and not frame[-1, -1] and frame[48, 64] and 0.75 < frame.mean() < 0.95
+
+
+def eval_entry(image: Image.Image) -> EvalEntry:
     normalised = normalise(np.asarray(image.convert("RGB")))
-    return orb_features(grey(normalised), ORB_FEATURES_EVAL), thumbnail(normalised), \
-        (normalised.shape[1], normalised.shape[0])
+    return EvalEntry(orb_features(grey(normalised), ORB_FEATURES_EVAL), thumbnail(normalised),
+                     detail_image(normalised), (normalised.shape[1], normalised.shape[0]))
 
 
 def check(candidate_image: np.ndarray, original: Image.Image):
-    features, thumb, size = eval_entry(original)
-    results = [verify_pair(orb_features(grey(img), 500), img, features, thumb, size, 12, 0.75)
+    entry = eval_entry(original)
+    results = [verify_pair(orb_features(grey(img), 500), img, entry, 12, 0.9)
                for img in (candidate_image, np.ascontiguousarray(candidate_image[:, ::-1]))]
     return max(results, key=lambda v: (v.accepted, v.inliers))
 

@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 STAGE = "dedup"
 INDEX_ROOT = f"{STAGE}/index"
 META = "meta.json"
-SEARCH_ARRAYS = ("vectors", "scales", "rows", "centroids", "offsets")
-VERIFICATION_ARRAYS = ("keypoint_offsets", "keypoints", "descriptors", "thumbs", "sizes")
+SEARCH_ARRAYS = ("vectors", "scales", "rows", "centroids", "offsets", "codes")
+VERIFICATION_ARRAYS = ("keypoint_offsets", "keypoints", "descriptors", "thumbs", "details", "sizes")
 IMAGE_ITEMS = pa.schema([pa.field("item", pa.string(), nullable=False)])  # item id per image row of an index
 _STORES: dict[tuple[str, str], VerificationStore] = {}  # per worker process: memory-mapped stores in use
 

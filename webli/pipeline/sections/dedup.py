@@ -30,8 +30,9 @@ class DedupConfig(Section):
     image_min_similarity: float = Field(0.5, ge=-1, le=1,
                                         description="descriptor cosine below which a neighbour is not verified")
     image_min_inliers: int = Field(12, ge=4, description="geometrically consistent local matches to accept")
-    image_min_agreement: float = Field(0.75, ge=0, le=1, description="share of aligned cells whose content "
-                                                                     "agrees, to accept a match")
+    image_min_agreement: float = Field(0.9, ge=0, le=1, description="share of the textured aligned cells "
+                                                                    "(128 px scale, banner band left out) whose "
+                                                                    "structure correlates, to accept a match")
     index_probe: int = Field(4, ge=1, description="inverted lists each query view scans in large indexes")
     index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
     processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")

@@ -3,9 +3,9 @@
 - `evalsets`: reading eval sets (folder, tar shards, Parquet; captions as text, JSONL, Parquet);
 - `images`: decoding both sides, cutting the download stage's padding, one common scale;
 - `descriptor`: the cheap multi-view DCT descriptor that finds candidate eval images;
-- `index`: what is computed once per eval image (search vectors, inverted file, ORB
-  features, thumbnails) and the search itself;
-- `verify`: the precise check of one pair (ORB + RANSAC + aligned content and colour);
+- `index`: what is computed once per eval image (search vectors and their 64-bit sign codes,
+  inverted file, ORB features, thumbnails, grey detail images) and the batched search itself;
+- `verify`: the precise check of one pair (ORB + RANSAC, then aligned colour and 128 px structure);
 - `match`: search then check, per candidate;
 - `text`: caption near-duplicates with datasketch MinHash LSH;
 - `shard`: one download shard against every eval set -> sidecar table + stats;

@@ -4,13 +4,20 @@ Two parts, split by how often they are read:
 
 - `ImageIndex`, the search part, broadcast to every worker: the 64-d view
   descriptors of every eval image (descriptor.py: 12 views, int8, 768 bytes
-  per image) and a two-level inverted file over them (k-means lists of about
-  256 vectors; each query view scores sqrt(lists) coarse and fine centroids
-  and scans `probe` lists, so a query's cost grows with the square root of
-  the index, not with its size); plus the item ids.
+  per image), a 64-bit sign code of each (random rotation then signs, so
+  the Hamming distance estimates the angle: 96 bytes per image) and a
+  two-level inverted file over them (k-means lists of about 256 vectors;
+  each query view scores sqrt(lists) coarse and fine centroids and scans
+  `probe` lists, so a query's cost grows with the square root of the index,
+  not with its size); plus the item ids. A scan compares codes first
+  (XOR + popcount) and computes the exact int8 cosine only for the views
+  within HAMMING_MAX bits; queries are processed in batches (one matrix
+  product per coarse cell for the whole batch), so numpy's per-call cost is
+  shared.
 - `VerificationStore`, read only for the few neighbours a candidate is
   checked against: each eval image's ORB keypoints (up to 300, 36 bytes each),
-  a 32x32 thumbnail and its normalised size. Saved as .npy files that workers
+  a 32x32 colour thumbnail, a 128x128 grey detail image (16 KiB) and its
+  normalised size. Saved as .npy files that workers
   memory-map, so it costs page cache, not worker memory.
 
 Captions go to a `CaptionIndex` (text.py). Index parts are built by
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -29,14 +37,27 @@ from scipy.cluster.vq import kmeans2
 from webli.stages.dedup import descriptor
 from webli.stages.dedup.evalsets import ImagePart, read_images
 from webli.stages.dedup.images import DecodeError, decode_original, normalise, too_small
-from webli.stages.dedup.verify import ORB_FEATURES_EVAL, THUMB, LocalFeatures, grey, orb_features, thumbnail
+from webli.stages.dedup.verify import (
+    DETAIL,
+    ORB_FEATURES_EVAL,
+    THUMB,
+    EvalEntry,
+    LocalFeatures,
+    detail_image,
+    grey,
+    orb_features,
+    thumbnail,
+)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 BRUTE_FORCE_MAX = 50_000  # up to this many view vectors (about 4,000 images), queries compare with all
 LIST_SIZE = 256
 KMEANS_SAMPLE_PER_LIST = 8  # k-means trains on this many sampled vectors per list (at least 65,536)
 KMEANS_ITERATIONS = 12
 ASSIGN_CHUNK = 8192
+CODE_BITS = 64
+HAMMING_MAX = 18  # code distance kept for the exact cosine: a pair at cosine 0.85 stays with p ~ 0.99
+QUERY_BATCH = 256  # queries searched together in the inverted file
 
 
 @dataclass
@@ -49,24 +70,27 @@ class ImagePartFeatures:
     keypoints: np.ndarray  # m x 2 float16
     descriptors: np.ndarray  # m x 32 uint8
     thumbs: np.ndarray  # n x THUMB x THUMB x 3 uint8
+    details: np.ndarray  # n x DETAIL x DETAIL uint8
     sizes: np.ndarray  # n x 2 uint16 (width, height at the normalised scale)
     rows: list[dict] = field(default_factory=list)  # EVAL_ITEMS rows, one per image read
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"views": self.views, "keypoint_counts": self.keypoint_counts,
                 "keypoints": self.keypoints, "descriptors": self.descriptors, "thumbs": self.thumbs,
-                "sizes": self.sizes}
+                "details": self.details, "sizes": self.sizes}
 
 
-def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeatures], np.ndarray, np.ndarray]:
-    """View descriptors, ORB features, thumbnails and normalised sizes of decoded RGB eval images."""
+def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeatures], np.ndarray, np.ndarray,
+                                                      np.ndarray]:
+    """View descriptors, ORB features, thumbnails, detail images and normalised sizes of decoded RGB eval images."""
     normalised = [normalise(image) for image in images]
     views = np.array([descriptor.eval_views(image) for image in normalised], np.float16).reshape(
         -1, descriptor.EVAL_VIEWS, descriptor.DIM)
     local = [orb_features(grey(image), ORB_FEATURES_EVAL) for image in normalised]
     thumbs = np.array([thumbnail(image) for image in normalised], np.uint8).reshape(-1, THUMB, THUMB, 3)
+    details = np.array([detail_image(image) for image in normalised], np.uint8).reshape(-1, DETAIL, DETAIL)
     sizes = np.array([(image.shape[1], image.shape[0]) for image in normalised], np.uint16).reshape(-1, 2)
-    return views, local, thumbs, sizes
+    return views, local, thumbs, details, sizes
 
 
 def build_image_part(part: ImagePart) -> ImagePartFeatures:
@@ -85,13 +109,13 @@ def build_image_part(part: ImagePart) -> ImagePartFeatures:
         if problem is None:
             items.append(image.item)
             decoded.append(rgb)
-    views, local, thumbs, sizes = image_features(decoded)
+    views, local, thumbs, details, sizes = image_features(decoded)
     return ImagePartFeatures(
         items=items, views=views,
         keypoint_counts=np.array([len(f) for f in local], np.int32),
         keypoints=np.concatenate([f.points for f in local] or [np.zeros((0, 2))]).astype(np.float16),
         descriptors=np.concatenate([f.descriptors for f in local] or [np.zeros((0, 32), np.uint8)]),
-        thumbs=thumbs, sizes=sizes, rows=rows)
+        thumbs=thumbs, details=details, sizes=sizes, rows=rows)
 
 
 @dataclass
@@ -109,13 +133,15 @@ class ImageIndex:
     rows: np.ndarray  # views int32: the image row of each grouped view
     centroids: np.ndarray  # grid x (grid + 1) x 64 float32: coarse then list centroids (empty: brute force)
     offsets: np.ndarray  # grid * grid + 1 int64: where each list starts in `vectors`
+    codes: np.ndarray | None = None  # views uint64 sign codes, grouped like `vectors` (None: made on first use)
     _dense: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 copy, brute force only
+    _fine: np.ndarray | None = field(default=None, repr=False, compare=False)  # fine_centroids, made on first use
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dense": None}  # the float32 copy is rebuilt where it is used
+        return {**self.__dict__, "_dense": None, "_fine": None}  # derived copies are rebuilt where used
 
     def search(self, queries: list[np.ndarray], neighbours: int, probe: int,
                min_similarity: float) -> list[list[tuple[int, float]]]:
@@ -124,32 +150,84 @@ class ImageIndex:
 
         Ties are broken by image row, so results do not depend on list order.
         """
-        return [self._search_one(views.astype(np.float32), neighbours, probe, min_similarity) for views in queries]
-
-    def _search_one(self, views: np.ndarray, neighbours: int, probe: int,
-                    min_similarity: float) -> list[tuple[int, float]]:
-        scaled = views / self.scales
         if len(self.centroids) == 0:
-            if self._dense is None:
-                self._dense = np.ascontiguousarray(self.vectors.T, dtype=np.float32)
-            positions = np.arange(len(self.rows))
-            similarity = (scaled @ self._dense).max(0) if len(positions) else np.zeros(0, np.float32)
-        else:
-            positions, view_of = list_positions(probed_lists(views, self.centroids, probe), self.offsets)
-            similarity = np.einsum("nd,nd->n", self.vectors[positions].astype(np.float32), scaled[view_of])
-        rows = self.rows[positions]
+            return [self._search_all(views.astype(np.float32), neighbours, min_similarity) for views in queries]
+        if self.codes is None:
+            self.codes = sign_codes(self.vectors.astype(np.float32) / self.scales)
+        found = []
+        for start in range(0, len(queries), QUERY_BATCH):
+            found += self._search_batch(queries[start:start + QUERY_BATCH], neighbours, probe, min_similarity)
+        return found
+
+    def _search_batch(self, queries: list[np.ndarray], neighbours: int, probe: int,
+                      min_similarity: float) -> list[list[tuple[int, float]]]:
+        """The inverted-file search of several candidates at once (see the module docstring)."""
+        views = np.concatenate([q.astype(np.float32) for q in queries]) if queries else np.zeros((0, self.dim))
+        owner = np.repeat(np.arange(len(queries)), [len(q) for q in queries])
+        if self._fine is None:
+            self._fine = fine_centroids(self.centroids)
+        lists = probed_lists(views, self.centroids, probe, fine=self._fine)
+        positions, view_of = list_positions(lists, self.offsets)
+        difference = self.codes[positions]
+        difference ^= sign_codes(views)[view_of]
+        close = np.bitwise_count(difference) <= HAMMING_MAX
+        positions, view_of = positions[close], view_of[close]
+        similarity = np.einsum("nd,nd->n", self.vectors[positions].astype(np.float32),
+                               (views / self.scales)[view_of])
         keep = similarity >= min_similarity
-        rows, similarity = rows[keep], similarity[keep]
-        order = np.lexsort((-similarity, rows))  # by row, best view first
-        first = np.ones(len(order), bool)
-        first[1:] = rows[order][1:] != rows[order][:-1]
-        rows, similarity = rows[order][first], similarity[order][first]
-        best = np.lexsort((rows, -similarity))[:neighbours]
-        return [(int(rows[i]), float(similarity[i])) for i in best]
+        return best_rows(owner[view_of[keep]], self.rows[positions[keep]], similarity[keep], len(queries),
+                         neighbours)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def _search_all(self, views: np.ndarray, neighbours: int, min_similarity: float) -> list[tuple[int, float]]:
+        """The exact search of one candidate in a small index: every view pair compared."""
+        if self._dense is None:
+            self._dense = np.ascontiguousarray(self.vectors.T, dtype=np.float32)
+        if len(self.rows) == 0:
+            return []
+        similarity = ((views / self.scales) @ self._dense).max(0)
+        keep = similarity >= min_similarity
+        return best_rows(np.zeros(int(keep.sum()), np.int64), self.rows[keep], similarity[keep], 1, neighbours)[0]
 
     def arrays(self) -> dict[str, np.ndarray]:
+        codes = self.codes if self.codes is not None else sign_codes(self.vectors.astype(np.float32) / self.scales)
         return {"vectors": self.vectors, "scales": self.scales, "rows": self.rows, "centroids": self.centroids,
-                "offsets": self.offsets}
+                "offsets": self.offsets, "codes": codes}
+
+
+def best_rows(owner: np.ndarray, rows: np.ndarray, similarity: np.ndarray, queries: int,
+              neighbours: int) -> list[list[tuple[int, float]]]:
+    """Per query, up to `neighbours` (image row, best similarity) pairs, best first (ties: lower row),
+    from the similarity of each scanned view (`owner`: its query, `rows`: its image row)."""
+    order = np.lexsort((-similarity, rows, owner))  # per query, per row, best view first
+    owner, rows, similarity = owner[order], rows[order], similarity[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (owner[1:] != owner[:-1]) | (rows[1:] != rows[:-1])
+    owner, rows, similarity = owner[first], rows[first], similarity[first]
+    order = np.lexsort((rows, -similarity, owner))
+    owner, rows, similarity = owner[order], rows[order], similarity[order]
+    starts = np.searchsorted(owner, np.arange(queries + 1))
+    return [[(int(rows[i]), float(similarity[i])) for i in range(starts[q], min(starts[q + 1], starts[q] + neighbours))]
+            for q in range(queries)]
+
+
+@cache
+def code_rotation(dim: int = 64, bits: int = CODE_BITS) -> np.ndarray:
+    """A fixed random orthogonal projection (dim x bits): the hyperplanes whose signs make the codes."""
+    matrix = np.random.default_rng(20261124).standard_normal((dim, max(dim, bits)))
+    return np.linalg.qr(matrix)[0][:, :bits].astype(np.float32)
+
+
+def sign_codes(vectors: np.ndarray) -> np.ndarray:
+    """64-bit sign codes (uint64) of vectors: Hamming distance / 64 estimates the angle / pi."""
+    out = np.empty(len(vectors), np.uint64)
+    for start in range(0, len(vectors), ASSIGN_CHUNK * 16):
+        chunk = np.asarray(vectors[start:start + ASSIGN_CHUNK * 16], np.float32) @ code_rotation(vectors.shape[1])
+        out[start:start + len(chunk)] = np.packbits(chunk > 0, axis=1, bitorder="little").view(np.uint64).ravel()
+    return out
 
 
 def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,23 +294,52 @@ def inverted_lists(vectors: np.ndarray, seed: int = 0,
     return np.concatenate([coarse[:, None, :], fine], axis=1).astype(np.float32), order, offsets
 
 
-def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int = 2) -> np.ndarray:
-    """Per query view (rows of `views`), the `probe` nearest lists: within its `cells` nearest coarse cells."""
+def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int = 2,
+                 fine: np.ndarray | None = None) -> np.ndarray:
+    """Per query view (rows of `views`), the `probe` nearest lists (in no particular order): within its
+    `cells` nearest coarse cells.
+
+    The views are grouped by chosen cell and each cell's fine centroids are scored with one matrix
+    product for its whole group. `fine` is `fine_centroids(centroids)` when the caller keeps it.
+    """
     grid = centroids.shape[0]
     cells = min(cells, grid)
-    coarse = np.argsort(-(views @ centroids[:, 0].T), axis=1, kind="stable")[:, :cells]  # views x cells
-    scores = np.einsum("vcgd,vd->vcg", centroids[coarse, 1:], views).reshape(len(views), -1)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :min(probe, cells * grid)]
+    probe = min(probe, cells * grid)
+    fine = fine_centroids(centroids) if fine is None else fine
+    coarse_scores = views @ centroids[:, 0].T
+    coarse = np.argpartition(-coarse_scores, cells - 1, axis=1)[:, :cells] if cells < grid else \
+        np.broadcast_to(np.arange(grid), (len(views), grid))
+    chosen = coarse.ravel()
+    order = np.argsort(chosen, kind="stable")
+    bounds = np.searchsorted(chosen[order], np.arange(grid + 1))
+    grouped_views = views[order // cells]
+    grouped = np.empty((len(order), grid), np.float32)
+    for cell in np.nonzero(np.diff(bounds))[0]:
+        start, end = bounds[cell], bounds[cell + 1]
+        np.matmul(grouped_views[start:end], fine[cell], out=grouped[start:end])
+    scores = np.empty_like(grouped)
+    scores[order] = grouped
+    scores = scores.reshape(len(views), cells * grid)
+    best = np.argpartition(-scores, probe - 1, axis=1)[:, :probe] if probe < cells * grid else \
+        np.broadcast_to(np.arange(cells * grid), scores.shape)
     return np.take_along_axis(coarse, best // grid, axis=1) * grid + best % grid
 
 
+def fine_centroids(centroids: np.ndarray) -> np.ndarray:
+    """Each coarse cell's list centroids transposed (grid x dim x grid, contiguous) for matrix products."""
+    return np.ascontiguousarray(centroids[:, 1:].transpose(0, 2, 1), dtype=np.float32)
+
+
 def list_positions(lists: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of every vector in the given lists (views x probe), and the query view of each."""
+    """Positions of every vector in the given lists (views x probe), and the query view of each (int32 when
+    the index allows, to halve the memory traffic of a scan)."""
     starts, ends = offsets[lists.ravel()], offsets[lists.ravel() + 1]
     lengths = ends - starts
-    view_of_list = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
+    kind = np.int32 if offsets[-1] < 2 ** 31 else np.int64
+    view_of_list = np.repeat(np.arange(lists.shape[0], dtype=kind), lists.shape[1])
     first = np.cumsum(lengths) - lengths
-    positions = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+    positions = np.arange(lengths.sum(), dtype=kind)
+    positions += np.repeat((starts - first).astype(kind), lengths)
     return positions, np.repeat(view_of_list, lengths)
 
 
@@ -244,13 +351,15 @@ def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, di
     centroids, order, offsets = inverted_lists(flat)
     quantised, scales = quantise(flat[order])
     index = ImageIndex(items=pa.array([i for p in parts for i in p.items], pa.string()), vectors=quantised,
-                       scales=scales, rows=view_rows[order], centroids=centroids, offsets=offsets)
+                       scales=scales, rows=view_rows[order], centroids=centroids, offsets=offsets,
+                       codes=sign_codes(flat[order]))
     counts = np.concatenate([p.keypoint_counts for p in parts] or [np.zeros(0, np.int32)])
     verification = {
         "keypoint_offsets": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
         "keypoints": np.concatenate([p.keypoints for p in parts] or [np.zeros((0, 2), np.float16)]),
         "descriptors": np.concatenate([p.descriptors for p in parts] or [np.zeros((0, 32), np.uint8)]),
         "thumbs": np.concatenate([p.thumbs for p in parts] or [np.zeros((0, THUMB, THUMB, 3), np.uint8)]),
+        "details": np.concatenate([p.details for p in parts] or [np.zeros((0, DETAIL, DETAIL), np.uint8)]),
         "sizes": np.concatenate([p.sizes for p in parts] or [np.zeros((0, 2), np.uint16)]),
     }
     return index, verification
@@ -258,12 +367,13 @@ def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, di
 
 @dataclass
 class VerificationStore:
-    """Per eval image row: ORB features, thumbnail and normalised size (arrays may be memory-mapped)."""
+    """Per eval image row: ORB features, thumbnail, detail image and normalised size (arrays may be memory-mapped)."""
 
     keypoint_offsets: np.ndarray
     keypoints: np.ndarray
     descriptors: np.ndarray
     thumbs: np.ndarray
+    details: np.ndarray
     sizes: np.ndarray
 
     def features(self, row: int) -> LocalFeatures:
@@ -277,3 +387,7 @@ class VerificationStore:
     def size(self, row: int) -> tuple[int, int]:
         width, height = self.sizes[row]
         return int(width), int(height)
+
+    def entry(self, row: int) -> EvalEntry:
+        """Everything the check needs of one eval image."""
+        return EvalEntry(self.features(row), self.thumb(row), np.ascontiguousarray(self.details[row]), self.size(row))

@@ -4,7 +4,9 @@ Per candidate: its view descriptors (descriptor.py), the nearest eval images
 from the inverted file, and only when some neighbour is close
 enough, ORB features of the candidate (both orientations, computed once) and
 the pair check of verify.py against each neighbour, best descriptor
-similarity first. The first accepted neighbour with the most inliers wins.
+similarity first (with local features; for a neighbour they do not align,
+without them when the aspect ratios match). The accepted neighbour with the
+most inliers wins (a match made without local features counts 0 inliers).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import numpy as np
 
 from webli.stages.dedup import descriptor
 from webli.stages.dedup.index import ImageIndex, VerificationStore
-from webli.stages.dedup.verify import ORB_FEATURES_QUERY, Verification, grey, orb_features, verify_pair
+from webli.stages.dedup.verify import (
+    ORB_FEATURES_QUERY,
+    Verification,
+    grey,
+    orb_features,
+    verify_pair,
+    verify_unaligned,
+    working_grey,
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,7 @@ class MatchSettings:
     neighbours: int = 8
     min_similarity: float = 0.5
     min_inliers: int = 12
-    min_agreement: float = 0.75
+    min_agreement: float = 0.9
     probe: int = 4
 
 
@@ -42,7 +52,8 @@ class ImageMatch:
 
 @dataclass
 class Candidate:
-    """A normalised candidate image and its local features in both orientations (made on first use)."""
+    """A normalised candidate image; per orientation (as is, mirrored) the image, its local features and its
+    grey image at the structure test's scale (made on first use)."""
 
     image: np.ndarray
     _orientations: list | None = None
@@ -50,17 +61,29 @@ class Candidate:
     def orientations(self) -> list:
         if self._orientations is None:
             flipped = np.ascontiguousarray(self.image[:, ::-1])
-            self._orientations = [(image, orb_features(grey(image), ORB_FEATURES_QUERY))
+            self._orientations = [(image, orb_features(grey(image), ORB_FEATURES_QUERY), working_grey(image))
                                   for image in (self.image, flipped)]
         return self._orientations
 
 
 def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, settings: MatchSettings) -> Verification:
-    """The better of the two orientations of the candidate against one eval image."""
-    target, thumb, size = store.features(row), store.thumb(row), store.size(row)
-    results = [verify_pair(features, image, target, thumb, size, settings.min_inliers, settings.min_agreement)
-               for image, features in candidate.orientations()]
-    return max(results, key=lambda v: (v.accepted, v.inliers))
+    """The better of the two orientations of the candidate against one eval image; when neither is
+    accepted with local features, the better of the two compared without them (`verify_unaligned`)."""
+    target = store.entry(row)
+    results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work)
+               for image, features, work in candidate.orientations()]
+    best = max(results, key=lambda v: (v.accepted, v.inliers))
+    if best.accepted:
+        return best
+    unaligned = check_unaligned(candidate, store, row)
+    return unaligned if unaligned.accepted else best
+
+
+def check_unaligned(candidate: Candidate, store: VerificationStore, row: int) -> Verification:
+    """The better of the two orientations of the candidate against one eval image, without local features."""
+    target = store.entry(row)
+    results = [verify_unaligned(image, target, work) for image, _, work in candidate.orientations()]
+    return max(results, key=lambda v: (v.accepted, v.agreement))
 
 
 def best_match(candidate: Candidate, neighbours: list[tuple[int, float]], index: ImageIndex,

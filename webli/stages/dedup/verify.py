@@ -7,16 +7,31 @@
    candidate to eval image. It must be one the tolerated edits can produce:
    scale within SCALE_RANGE (a crop of up to 20% zooms in by up to 1.25x),
    rotation within MAX_ANGLE, and enough inliers spread over the candidate.
-3. The eval image's thumbnail is warped onto the candidate with that transform
-   and compared cell by cell in CIELAB, after fitting one global brightness /
-   contrast change and one chroma scale and hue turn (colour jitter). Cells
-   that still disagree are where the two pictures differ: a caption banner
-   covers a band of them; another edit of the same photo (a filter, a
-   different layer mode), another language's screenshot or another dialog
-   of the same application disagrees in many more. A match needs at least
-   `min_agreement` of the cells to agree, and the global colour change must
-   stay within the jitter envelope (a grey copy of a colour photo is another
-   edit, not a jittered copy).
+3. Colour: the eval image's 32x32 thumbnail is warped onto the candidate with
+   that transform and compared in CIELAB after fitting one global brightness /
+   contrast change and one chroma scale and hue turn (colour jitter). The
+   change must stay within the jitter envelope (a grey copy of a colour photo
+   is another edit, not a jittered copy) and at least MIN_COLOUR_AGREEMENT of
+   the cells outside the banner band must agree, and at most MAX_HUE_WRONG of
+   the coloured pixels may have another hue (another part painted over in other
+   colours fails).
+4. Structure, the decisive test: the eval image's 128x128 grey detail image
+   is warped onto the candidate at DETAIL scale (longest side 128 px), both
+   are blurred a little (JPEG and downscale blur), the corners a turned copy
+   fills (outside its own frame turned back by the transform's angle) are left
+   out, and every 8x8-pixel cell
+   where either side has texture is compared by normalised cross-correlation,
+   which ignores brightness and contrast (colour jitter). A caption banner is
+   a full-width band at the top or bottom: of the top and bottom BANNER_SHARE
+   of the rows, the one that disagrees more is left out. At least
+   `min_agreement` of the remaining textured cells must correlate. This is
+   what tells two dialogs of the same program apart (their text lines and
+   widgets differ cell by cell although ORB finds many shared corners) and
+   rejects another edit of the same photo that changes its texture.
+5. Pairs ORB cannot align (a flat screenshot, a blurred small copy: too few
+   inliers) are still compared when the candidate has the eval image's aspect
+   ratio, as the whole eval image (or its mirror) rescaled, by steps 3 and 4
+   with the stricter UNALIGNED_MIN_AGREEMENT (`verify_unaligned`).
 """
 
 from __future__ import annotations
@@ -37,9 +52,22 @@ MIN_COVERED = 4
 THUMB = 32  # eval thumbnails: stretched to THUMB x THUMB RGB
 CELLS = 8  # the aligned comparison uses CELLS x CELLS cells over the candidate
 CELL_TOLERANCE = 14.0  # mean absolute CIELAB difference (after the colour fit) for a cell to agree
-CHROMA_GAIN = (0.45, 2.2)  # allowed chroma scale (saturation jitter)
+CHROMA_GAIN = (0.3, 2.5)  # allowed chroma scale (saturation, contrast and brightness jitter: 0.7-1.3 each)
 MAX_HUE_TURN = 35.0  # degrees of hue rotation allowed
 MIN_CHROMA = 6.0  # mean chroma below which an image counts as grey
+MIN_COLOUR_AGREEMENT = 0.5  # share of colour cells that must agree after the global colour fit
+HUE_LEVEL = 10.0  # CIELAB chroma above which a colour cell's hue is compared
+HUE_TURN = 45.0  # degrees: a coloured pixel whose hue differs more (after the global fit) has the wrong colour
+MAX_HUE_WRONG = 0.3  # share of coloured pixels allowed the wrong hue (a region recoloured is another edit)
+DETAIL = 128  # eval detail images: grey, stretched to DETAIL x DETAIL; candidates compared at longest side DETAIL
+DETAIL_CELL = 8  # pixels per side of a structure cell at DETAIL scale
+DETAIL_BLUR = 1.0  # Gaussian sigma (pixels at DETAIL scale) applied to both sides before comparing
+FLAT = 3.0  # grey-level standard deviation (after the blur) under which a cell has no texture
+CELL_CORRELATION = 0.75  # a textured cell agrees when the two sides correlate at least this much
+BANNER_SHARE = 0.22  # share of the height a caption banner may cover (top or bottom)
+UNALIGNED_MIN_AGREEMENT = 0.97  # structure agreement a pair needs when it is compared without a transform
+ASPECT_TOLERANCE = 0.03  # |log| of the aspect-ratio quotient under which a pair is compared without one
+MIN_TEXTURED = 8  # fewer textured cells than this: nothing to compare, not accepted
 
 
 @dataclass(frozen=True)
@@ -59,8 +87,18 @@ class Verification:
 
     accepted: bool
     inliers: int
-    agreement: float  # share of aligned cells that agree (0 when no transform was found)
-    reason: str  # "match" or why not (few_matches, geometry, coverage, colour, content)
+    agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
+    reason: str  # "match", "match_unaligned" or why not (few_matches, geometry, coverage, aspect, colour, content)
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    """What the check needs of one eval image: local features, colour thumbnail, grey detail, normalised size."""
+
+    features: LocalFeatures
+    thumb: np.ndarray  # THUMB x THUMB x 3 uint8
+    detail: np.ndarray  # DETAIL x DETAIL uint8
+    size: tuple[int, int]  # width, height at the normalised scale
 
 
 NO_MATCH = Verification(False, 0, 0.0, "few_matches")
@@ -82,6 +120,19 @@ def grey(rgb: np.ndarray) -> np.ndarray:
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     """The eval image stretched to THUMB x THUMB (what the aligned comparison samples)."""
     return cv2.resize(rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
+def detail_image(rgb: np.ndarray) -> np.ndarray:
+    """The eval image's grey detail image, stretched to DETAIL x DETAIL (what the structure test samples)."""
+    return cv2.resize(grey(rgb), (DETAIL, DETAIL), interpolation=cv2.INTER_AREA)
+
+
+def working_grey(rgb: np.ndarray) -> np.ndarray:
+    """A candidate in grey at the structure test's scale (longest side DETAIL), as float32."""
+    height, width = rgb.shape[:2]
+    scale = DETAIL / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(grey(rgb), size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def lab(rgb: np.ndarray) -> np.ndarray:
@@ -139,6 +190,93 @@ def aligned_eval(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_thum
     return warped, valid
 
 
+def eval_coordinates(matrix: np.ndarray, candidate_shape: tuple[int, ...],
+                     work_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel centre of the candidate's working grid (`work_shape`, the candidate of shape
+    `candidate_shape` shrunk to DETAIL scale) lands in the eval image (normalised scale)."""
+    height, width = work_shape[:2]
+    scale_x, scale_y = candidate_shape[1] / width, candidate_shape[0] / height
+    grid_x, grid_y = np.meshgrid((np.arange(width) + 0.5) * scale_x, (np.arange(height) + 0.5) * scale_y)
+    return (matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2],
+            matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2])
+
+
+def aligned_detail(matrix: np.ndarray, candidate_shape: tuple[int, ...], work_shape: tuple[int, ...],
+                   eval_detail: np.ndarray, eval_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The eval detail image resampled on the candidate's working grid, and where the grid falls inside the
+    eval image's own picture (not outside it, nor in the corners an eval image turned on its canvas fills)."""
+    eval_x, eval_y = eval_coordinates(matrix, candidate_shape, work_shape)
+    eval_width, eval_height = eval_size
+    side = eval_detail.shape[0]
+    map_x = (eval_x * side / eval_width - 0.5).astype(np.float32)
+    map_y = (eval_y * side / eval_height - 0.5).astype(np.float32)
+    valid = (eval_x >= 1) & (eval_x < eval_width - 1) & (eval_y >= 1) & (eval_y < eval_height - 1)
+    valid &= inside_turned(eval_x - eval_width / 2, eval_y - eval_height / 2, matrix, eval_width, eval_height)
+    warped = cv2.remap(eval_detail, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warped.astype(np.float32), valid
+
+
+def inside_turned(x: np.ndarray, y: np.ndarray, matrix: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Whether points (relative to a frame's centre) lie inside that width x height frame turned by the
+    transform's rotation: what a copy turned on its canvas still shows (outside it: the corner fill)."""
+    angle = float(np.arctan2(matrix[1, 0], matrix[0, 0]))
+    turned_x = np.cos(angle) * x - np.sin(angle) * y
+    turned_y = np.sin(angle) * x + np.cos(angle) * y
+    return (np.abs(turned_x) <= width / 2) & (np.abs(turned_y) <= height / 2)
+
+
+def turned_frame(matrix: np.ndarray, work_shape: tuple[int, ...]) -> np.ndarray:
+    """Where the candidate's own frame, turned by the transform's rotation about its centre, covers the
+    working grid: a copy turned on its canvas has fill (not picture) in the corners outside it."""
+    height, width = work_shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width) + 0.5 - width / 2, np.arange(height) + 0.5 - height / 2)
+    return inside_turned(grid_x, grid_y, matrix, width, height)
+
+
+def cells(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole size x size cells of a 2-D array, as rows x columns x size*size."""
+    rows, columns = image.shape[0] // size, image.shape[1] // size
+    cut = image[:rows * size, :columns * size]
+    return cut.reshape(rows, size, columns, size).transpose(0, 2, 1, 3).reshape(rows, columns, -1)
+
+
+def cell_correlation(candidate: np.ndarray, reference: np.ndarray,
+                     valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per DETAIL_CELL cell of two aligned grey images (blurred by DETAIL_BLUR): normalised
+    cross-correlation, whether either side has texture, and whether the cell lies inside the eval image."""
+    a = cells(cv2.GaussianBlur(candidate, (0, 0), DETAIL_BLUR), DETAIL_CELL)
+    b = cells(cv2.GaussianBlur(reference, (0, 0), DETAIL_BLUR), DETAIL_CELL)
+    inside = cells(valid.astype(np.float32), DETAIL_CELL).mean(2) >= 0.9
+    a = a - a.mean(2, keepdims=True)
+    b = b - b.mean(2, keepdims=True)
+    spread_a, spread_b = np.sqrt((a * a).mean(2)), np.sqrt((b * b).mean(2))
+    correlation = (a * b).mean(2) / np.maximum(spread_a * spread_b, 1e-6)
+    return correlation, np.maximum(spread_a, spread_b) > FLAT, inside
+
+
+def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """`usable` with the top or bottom BANNER_SHARE of the cell rows left out, whichever disagrees more."""
+    rows = usable.shape[0]
+    band = int(np.ceil(BANNER_SHARE * rows))
+    per_row = (disagree & usable).sum(1)
+    kept = usable.copy()
+    if per_row[:band].sum() >= per_row[rows - band:].sum():
+        kept[:band] = False
+    else:
+        kept[rows - band:] = False
+    return kept
+
+
+def structure_agreement(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    """Share of the textured cells (outside the banner band) where the aligned images correlate."""
+    correlation, textured, inside = cell_correlation(candidate, reference, valid)
+    agree = correlation >= CELL_CORRELATION
+    compared = without_banner(textured & ~agree, inside) & textured
+    if compared.sum() < MIN_TEXTURED:
+        return 0.0
+    return float(agree[compared].mean())
+
+
 def robust_colour_fit(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, bool]:
     """`colour_fit` twice: the second time without the worst-fitting 30% of pixels (a banner, say)."""
     weights = valid.astype(np.float32)
@@ -154,7 +292,9 @@ def colour_fit(candidate: np.ndarray, reference: np.ndarray, weights: np.ndarray
 
     L: least-squares gain and offset (brightness, contrast). a/b: one complex
     factor (saturation scale and hue turn), allowed within the jitter envelope.
-    A colour image turned grey (or a grey one coloured) is not plausible.
+    A colour image turned grey (or a grey one coloured) is not plausible: when either side is nearly grey,
+    no hue is fitted, but the chroma ratio must still be one saturation jitter gives (a pale image jittered
+    less saturated is plausible, a grey copy of a colour photo is not).
     """
     w = weights.ravel()
     lum_c, lum_r = candidate[..., 0].ravel(), reference[..., 0].ravel()
@@ -167,8 +307,8 @@ def colour_fit(candidate: np.ndarray, reference: np.ndarray, weights: np.ndarray
     fitted = reference.copy()
     fitted[..., 0] = gain * reference[..., 0] + offset
     if strength_r < MIN_CHROMA or strength_c < MIN_CHROMA:
-        plausible = (strength_r < MIN_CHROMA) == (strength_c < MIN_CHROMA)
-        return fitted, plausible and gain > 0
+        ratio = (strength_c + 1.0) / (strength_r + 1.0)  # +1: pale images have noisy chroma
+        return fitted, bool(gain > 0 and CHROMA_GAIN[0] <= ratio <= CHROMA_GAIN[1])
     factor = np.sum(w * chroma_c * np.conj(chroma_r)) / np.sum(w * np.abs(chroma_r) ** 2)
     turned = factor * (reference[..., 1] + 1j * reference[..., 2])
     fitted[..., 1], fitted[..., 2] = turned.real, turned.imag
@@ -178,21 +318,54 @@ def colour_fit(candidate: np.ndarray, reference: np.ndarray, weights: np.ndarray
 
 
 def cell_agreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarray) -> float:
-    """Share of (mostly valid) cells whose median pixel difference (CIELAB, summed over channels) is within
-    tolerance. The median lets a cell agree when less than half of it is covered (a rotated corner's fill)."""
+    """Share of (mostly valid) colour cells whose median pixel difference (CIELAB, summed over channels) is
+    within tolerance, the banner band (the worse of top and bottom) left out. The median lets a cell agree
+    when less than half of it is covered (a rotated corner's fill)."""
     size = THUMB // CELLS
     difference = np.where(valid, np.abs(candidate - fitted).sum(2), np.nan)
-    cells = difference.reshape(CELLS, size, CELLS, size).transpose(0, 2, 1, 3).reshape(CELLS * CELLS, -1)
-    usable = np.sum(~np.isnan(cells), axis=1) >= size * size / 2
+    grid = cells(difference, size)
+    usable = np.sum(~np.isnan(grid), axis=2) >= size * size / 2
     if not usable.any():
         return 0.0
-    return float(np.mean(np.nanmedian(cells[usable], axis=1) <= CELL_TOLERANCE))
+    with np.errstate(all="ignore"):
+        agree = np.where(usable, np.nanmedian(np.where(usable[..., None], grid, 0.0), axis=2), np.inf) <= CELL_TOLERANCE
+    kept = without_banner(~agree, usable)
+    return float(agree[kept].mean()) if kept.any() else 0.0
 
 
-def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: LocalFeatures, eval_thumb: np.ndarray,
-                eval_size: tuple[int, int], min_inliers: int, min_agreement: float) -> Verification:
+def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarray) -> float:
+    """Share of the pixels coloured on both sides (CIELAB thumbnails, after the global colour fit) whose hue
+    differs by more than HUE_TURN: colour jitter turns every hue alike, a recoloured region does not."""
+    hue_c = candidate[..., 1] + 1j * candidate[..., 2]
+    hue_f = fitted[..., 1] + 1j * fitted[..., 2]
+    coloured = (np.abs(hue_c) > HUE_LEVEL) & (np.abs(hue_f) > HUE_LEVEL) & valid
+    if coloured.sum() < MIN_TEXTURED:
+        return 0.0
+    turn = np.degrees(np.abs(np.angle(hue_c * np.conj(hue_f))))
+    return float(np.mean(turn[coloured] > HUE_TURN))
+
+
+def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
+                  query_grey: np.ndarray | None = None) -> tuple[bool, float]:
+    """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement).
+
+    `query_grey` is the candidate's `working_grey` (computed here when not given).
+    """
+    warped, valid = aligned_eval(matrix, query_rgb.shape, target.thumb, target.size)
+    candidate = lab(cv2.resize(query_rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
+    fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
+    if (not plausible or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
+            or hue_disagreement(candidate, fitted, valid) > MAX_HUE_WRONG):
+        return False, 0.0
+    query_grey = working_grey(query_rgb) if query_grey is None else query_grey
+    reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
+    return True, structure_agreement(query_grey, reference, inside & turned_frame(matrix, query_grey.shape))
+
+
+def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
+                min_agreement: float, query_grey: np.ndarray | None = None) -> Verification:
     """Check one orientation of a candidate against one eval image (see the module docstring)."""
-    matrix, inlier_points = similarity_transform(query, target)
+    matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
     if matrix is None or inliers < min_inliers:
         return Verification(False, inliers, 0.0, "few_matches")
@@ -200,12 +373,26 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: LocalFeatur
         return Verification(False, inliers, 0.0, "geometry")
     if covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
         return Verification(False, inliers, 0.0, "coverage")
-    warped, valid = aligned_eval(matrix, query_rgb.shape, eval_thumb, eval_size)
-    candidate = lab(cv2.resize(query_rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
-    fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
-    agreement = cell_agreement(candidate, fitted, valid)
-    if not plausible:
-        return Verification(False, inliers, agreement, "colour")
+    colour, agreement = content_check(matrix, query_rgb, target, query_grey)
+    if not colour:
+        return Verification(False, inliers, 0.0, "colour")
     if agreement < min_agreement:
         return Verification(False, inliers, agreement, "content")
     return Verification(True, inliers, agreement, "match")
+
+
+def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None) -> Verification:
+    """The check without local features, for pairs ORB cannot align (flat screenshots, blurred copies):
+    when the candidate has the eval image's aspect ratio, compare it as the whole eval image rescaled
+    (no crop, no turn) and accept only at UNALIGNED_MIN_AGREEMENT, stricter than with a RANSAC transform."""
+    height, width = query_rgb.shape[:2]
+    eval_width, eval_height = target.size
+    if abs(np.log((width / height) / (eval_width / eval_height))) > ASPECT_TOLERANCE:
+        return Verification(False, 0, 0.0, "aspect")
+    matrix = np.array([[eval_width / width, 0.0, 0.0], [0.0, eval_height / height, 0.0]])
+    colour, agreement = content_check(matrix, query_rgb, target, query_grey)
+    if not colour:
+        return Verification(False, 0, 0.0, "colour")
+    if agreement < UNALIGNED_MIN_AGREEMENT:
+        return Verification(False, 0, agreement, "content")
+    return Verification(True, 0, agreement, "match_unaligned")
