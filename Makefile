@@ -17,7 +17,8 @@ TESSERACT_SCRIPTS := latn cyrl grek arab hebr deva hans hant jpan hang thai
 APT_PACKAGES := fonts-dejavu-core fonts-noto-core wget chromium tesseract-ocr tesseract-ocr-osd \
 	$(addprefix tesseract-ocr-,$(TESSERACT_LANGS)) $(addprefix tesseract-ocr-script-,$(TESSERACT_SCRIPTS))
 export NO_ALBUMENTATIONS_UPDATE := 1
-export HF_HUB_OFFLINE := 1
+# Tests, the demo and the benchmarks never download weights; stage targets may (an open_clip pretrained tag).
+test test-fast demo bench: export HF_HUB_OFFLINE := 1
 
 STAGES := crawl download ocr dedup score select train card bootstrap-filter
 .PHONY: install system-deps test test-fast demo bench lint lock clean run $(STAGES)

@@ -224,6 +224,26 @@ def worker_peaks(sampler: TreePeakRSS, threads: int) -> list[float]:
 
 # --- part 1 -----------------------------------------------------------------------------
 
+def warm_server(urls: list[str], threads: int) -> float:
+    """Fetch every image URL once, untimed, from the loopback server: the first timed run then finds the
+    server's files in the page cache like every later one (without it, the first run, always ours, paid for
+    a cold cache). Returns the seconds it took."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(url: str) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                response.read()
+        except OSError:
+            pass  # the 404s stay 404s for both tools
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fetch, urls))
+    return time.perf_counter() - started
+
+
 def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, threads: int,
                      shard_size: int, limit: int | None) -> str:
     import pyarrow.parquet as pq
@@ -235,8 +255,11 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
     write_crawl_dir(source, pairs)
     url_file = work / "urls.parquet"
     pq.write_table(pairs.select(["url", "alt"]).rename_columns(["url", "caption"]), url_file)
-    unique_urls = len(set(pairs.column("url").to_pylist()))
-    log(f"download: {pairs.num_rows} pairs ({unique_urls} distinct image URLs), {reps} runs per tool")
+    unique_urls = sorted(set(pairs.column("url").to_pylist()))
+    assert all(url.startswith(("http://127.0.0.1", "http://localhost")) for url in unique_urls)
+    warm_seconds = warm_server(unique_urls, threads)
+    log(f"download: {pairs.num_rows} pairs ({len(unique_urls)} distinct image URLs, fetched once untimed in "
+        f"{warm_seconds:.1f}s), {reps} runs per tool")
 
     runs: dict[str, list[dict]] = {"ours": [], "img2dataset": []}
     for rep in range(reps):
@@ -244,6 +267,7 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
             out = work / f"{tool}-{rep}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
+            load = os.getloadavg()[0]
             if tool == "ours":
                 shutil.copytree(source / "crawl", out / "crawl")
                 cfg = write_yaml(out / "run.yaml", ours_config(out, processes, threads, shard_size))
@@ -260,11 +284,13 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
                           cpu_workers=sum(cpu_by_pid.get(pid, 0.0) for pid in workers),
                           cpu_others=sum(c for pid, c in cpu_by_pid.items()
                                          if pid != run.sampler.root_pid and pid not in workers))
+            result.update(load_before=load, load_after=os.getloadavg()[0])
             result.update(wall=wall, cpu=run.cpu, startup=result["first_start"] - run.started,
                           tail=run.started + wall - result["last_end"],
                           workers=worker_peaks(run.sampler, threads), driver=mib(run.sampler.root()))
             runs[tool].append(result)
-            log(f"{tool} run {rep + 1}: {result['successes']}/{result['rows']} in {wall:.1f}s, "
+            log(f"{tool} run {rep + 1} (load {load:.1f} -> {result['load_after']:.1f}): "
+                f"{result['successes']}/{result['rows']} in {wall:.1f}s, "
                 f"{run.cpu:.1f} CPU-s ({result['successes'] / wall:.1f} samples/s), workers peak "
                 f"{', '.join(f'{w:.0f}' for w in result['workers'])} MiB")
             if rep < reps - 1:  # keep only the last outputs for inspection
@@ -325,8 +351,9 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
         "## Throughput: `webli download` vs `img2dataset.download()`",
         "",
         f"URL list: the {pairs.num_rows} pairs that `webli crawl` extracts from the realweb WARC "
-        f"({unique_urls} distinct image URLs; a URL with two alt texts is two rows for both tools), in uid "
-        f"order. Server: {common.REALWEB_BASE} (Python threaded http.server, one process, on the same 2 "
+        f"({len(unique_urls)} distinct image URLs; a URL with two alt texts is two rows for both tools), in uid "
+        f"order; every URL fetched once, untimed, before the first run, so no run meets a cold server cache. "
+        f"Server: {common.REALWEB_BASE} (Python threaded http.server, one process, on the same 2 "
         f"cores). Both tools: {processes} processes x {threads} threads, {shard_size} rows per shard, "
         f"{IMAGE_SIZE} px `{RESIZE_MODE}` resize, {ENCODE} quality {QUALITY}, no min size / aspect-ratio / "
         "area filter (ours: `min_image_size: 0`, `max_aspect_ratio: .inf`, `max_image_pixels: 1e12`; "
@@ -347,7 +374,14 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
         table, "", ratios, "",
         "CPU seconds by process (utime + stime from /proc at the last 20 ms sample of each process, so a "
         "little below the rusage total):", "",
-        cpu_table, "", reason_table, "",
+        cpu_table, "",
+        "Machine load during these runs (1-minute load average at the start and at the end of each run, "
+        "in run order): " + "; ".join(
+            f"{tool} {i + 1}: {x['load_before']:.1f} -> {x['load_after']:.1f}"
+            for i, pair in enumerate(zip(runs["ours"], runs["img2dataset"]))
+            for tool, x in (zip(("ours", "img2dataset"), pair) if i % 2 == 0
+                            else zip(("img2dataset", "ours"), pair[::-1]))) + ".", "",
+        reason_table, "",
         f"img2dataset's raw failure messages (per run): {raw_lines or 'none'}.", "",
     ])
 
@@ -494,22 +528,34 @@ DASK_CHILD = textwrap.dedent("""
     raw = json.loads(sys.argv[4])
 
     def task(shard, raw):
-        import time
+        import resource, time
         from webli.pipeline.config import validate_config
         from webli.pipeline.download import download_task
+        before = resource.getrusage(resource.RUSAGE_SELF)
         wall, cpu = time.perf_counter(), time.process_time()
         stats = download_task(shard, validate_config(raw))
-        return stats["successes"], time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return {"ok": stats["successes"], "wall": wall, "cpu": cpu,
+                "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
+                "minflt": after.ru_minflt - before.ru_minflt,
+                "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
     def warm():
         import webli.pipeline.download  # noqa: F401
 
     if __name__ == "__main__":
         from webli.pipeline.cluster import WORKER_ENV
-        os.environ.update(WORKER_ENV)  # both modes: the environment dask_client gives its workers
-        if mode == "plain":
+        os.environ.update(WORKER_ENV)  # every mode: the environment dask_client gives its workers
+        if mode.startswith("plain"):
             import webli.pipeline.download  # noqa: F401  (imports outside the timing, as in a warm worker)
             result = task(shard, raw)
+        elif mode == "webli":
+            from webli.pipeline.cluster import dask_client
+            from webli.pipeline.config import validate_config
+            with dask_client(validate_config(raw).cluster, 1, glibc_defaults=True) as client:
+                client.submit(warm, pure=False).result()
+                result = client.submit(task, shard, raw, pure=False).result()
         else:
             import dask
             from dask.distributed import Client, LocalCluster
@@ -521,14 +567,24 @@ DASK_CHILD = textwrap.dedent("""
                 client.submit(warm, pure=False).result()
                 result = client.submit(task, shard, raw, pure=False).result()
             cluster.close()
-        print(json.dumps({"ok": result[0], "wall": result[1], "cpu": result[2]}))
+        print(json.dumps(result))
 """)
+
+DASK_MODES = {
+    "plain": "`download_task` called in a fresh process",
+    "plain-trim": "the same with MALLOC_TRIM_THRESHOLD_=65536 in its environment, as Dask's nanny sets it",
+    "dask": "a one-worker LocalCluster with Dask's defaults (one thread per worker)",
+    "dask-noprofile": "the same with `distributed.worker.profile.enabled: false` (the previous "
+                      "`dask_client`)",
+    "webli": "`webli.pipeline.cluster.dask_client(..., glibc_defaults=True)` as `run_download` starts it now "
+             "(profiler off, no MALLOC_TRIM_THRESHOLD_, 1 s tick, 2 s system monitor)",
+}
 
 
 def bench_dask_overhead(work: Path, plan_root: Path, shard: int, reps: int, processes: int, threads: int,
                         shard_size: int) -> str:
-    """`download_task` on one shard: plain process vs one Dask worker (profiler on / off)."""
-    modes = ["plain", "dask", "dask-noprofile"]
+    """`download_task` on one shard: plain process vs one Dask worker, set up several ways."""
+    modes = list(DASK_MODES)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for rep in range(reps):
         for mode in (modes if rep % 2 == 0 else modes[::-1]):
@@ -537,29 +593,36 @@ def bench_dask_overhead(work: Path, plan_root: Path, shard: int, reps: int, proc
             shutil.copytree(plan_root / "crawl", root / "crawl")
             shutil.copytree(plan_root / "download" / "_plan", root / "download" / "_plan")
             raw = ours_config(root, processes, threads, shard_size)
+            env = {**os.environ, **common.QUIET_ENV}
+            env.pop("MALLOC_TRIM_THRESHOLD_", None)
+            if mode == "plain-trim":
+                env["MALLOC_TRIM_THRESHOLD_"] = "65536"
             proc = subprocess.run([sys.executable, "-c", DASK_CHILD, mode, str(root), str(shard), json.dumps(raw)],
-                                  capture_output=True, text=True, cwd=work, env={**os.environ, **common.QUIET_ENV})
+                                  capture_output=True, text=True, cwd=work, env=env)
             if proc.returncode:
                 return f"## One shard in a Dask worker\n\nSkipped: {proc.stderr[-800:]}\n"
             runs[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            log(f"dask overhead, {mode}: {runs[mode][-1]['wall']:.1f}s, {runs[mode][-1]['cpu']:.2f} CPU-s")
+            r = runs[mode][-1]
+            log(f"dask overhead, {mode}: {r['wall']:.1f}s, {r['cpu']:.2f} CPU-s ({r['sys']:.2f} sys), "
+                f"{r['minflt']} minor faults")
             shutil.rmtree(root, ignore_errors=True)
     plain_cpu = common.summary([x["cpu"] for x in runs["plain"]])[0]
-    rows = [[mode, len(r), fmt_range([x["ok"] for x in r], 0), fmt_range([x["wall"] for x in r], 2),
-             fmt_range([x["cpu"] for x in r], 2), f"{common.summary([x['cpu'] for x in r])[0] / plain_cpu:.2f}"]
+    rows = [[f"`{mode}`", DASK_MODES[mode], len(r), fmt_range([x["ok"] for x in r], 0),
+             "yes" if r[0]["malloc_trim"] else "no", fmt_range([x["wall"] for x in r], 2),
+             fmt_range([x["cpu"] for x in r], 2), fmt_range([x["user"] for x in r], 2),
+             fmt_range([x["sys"] for x in r], 2), fmt_range([x["minflt"] / 1000 for x in r], 0),
+             f"{common.summary([x['cpu'] for x in r])[0] / plain_cpu:.2f}"]
             for mode, r in runs.items()]
     return "\n".join([
         "## One shard: plain process vs inside a Dask worker",
         "",
         f"`download_task({shard})` (download_shard plus reading the plan and writing the tar, Parquet and stats "
-        "into the output root), imports done before timing; CPU is the whole process's (all threads). "
-        "`plain`: called in a fresh process (with the same WORKER_ENV). `dask`: submitted to a fresh "
-        "one-worker LocalCluster set up like "
-        "`webli.pipeline.cluster.dask_client` (one thread per worker, WORKER_ENV). `dask-noprofile`: the same "
-        "with `distributed.worker.profile.enabled: false` (Dask's statistical profiler samples the task "
-        f"thread every 10 ms on the worker's event loop). {reps} run(s) each, interleaved.",
+        "into the output root), imports done before timing; CPU is the whole process's (all threads, so "
+        "a Dask worker's event loop is included), user / system time and minor page faults from "
+        f"`getrusage` around the call. Every mode has WORKER_ENV. {reps} run(s) each, interleaved.",
         "",
-        md_table(["mode", "runs", "successes", "wall s", "CPU s", "CPU vs plain (medians)"], rows), "",
+        md_table(["mode", "set-up", "runs", "successes", "MALLOC_TRIM_THRESHOLD_ set", "wall s", "CPU s",
+                  "user s", "system s", "minor faults (thousands)", "CPU vs plain (medians)"], rows), "",
     ])
 
 
@@ -756,6 +819,8 @@ def main(argv=None) -> int:
         sizes = [int(s) for s in args.plan_sizes.split(",") if s.strip()]
         if sizes:
             sections.append(bench_planner(args.work, sizes, args.shard_size))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    sections += [f"Load average at the end of the benchmark: {load}.", ""]
     report = "\n".join(sections)
     print(report)
     full = not (args.skip_throughput or args.skip_memory)

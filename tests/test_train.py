@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import socket
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -181,6 +182,22 @@ def test_pretrained_tag_offline_fails_fast_saying_what_to_do(monkeypatch):
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in str(err.value)
     with pytest.raises(ModelLoadError, match="neither a file nor an open_clip tag"):
         load_clip("ViT-B-32", "no-such-tag", "cpu")
+
+
+def test_pretrained_tag_with_its_source_unreachable_fails_fast_saying_what_to_do(monkeypatch):
+    """Online by configuration, but the hub cannot be reached: refused at once, before any download attempt.
+    The endpoint is a closed loopback port, so the test sends nothing off this machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-webli-cache")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", "/nonexistent-webli-cache")
+    monkeypatch.setattr("open_clip.download_pretrained", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(ModelLoadError, match=f"(?s)127.0.0.1:{closed_port} cannot be reached.*pass its path"):
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", "cpu")
 
 
 def test_checkpoint_reloads_to_identical_outputs(micro, shards, tmp_path):

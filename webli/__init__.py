@@ -2,10 +2,10 @@
 
 import os
 
-# Set before img2dataset/albumentations or huggingface_hub are imported anywhere:
-# albumentations checks PyPI for updates at import, and hub look-ups retry for
-# ~23 s without a network. Neither is ever wanted in a pipeline run.
+# Set before img2dataset/albumentations is imported anywhere: it checks PyPI
+# for updates at import, never wanted in a pipeline run. (Hugging Face's hub is
+# left online: a pipeline run only reaches it to download the weights of an
+# open_clip pretrained tag that is not cached, and checks it can first.)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 __version__ = "0.1.0"

@@ -84,6 +84,8 @@ def print_summary(output: Path, results: dict[str, dict]) -> None:
         pool = comparison["selected"].get("pool", 0)
         print(f"\nreference CLIP, evaluated on the same {pool} held-out downloaded pairs:")
         print("\n".join("  " + line for line in comparison_lines(comparison)))
+        print("  (toy sizes: differences this small are noise; on real data see "
+              "benchmarks/results/select_vs_random.md)")
     print(f"\noutputs:   {output}/<stage> for each stage; final shards in {output}/select/shards")
     print(f"card:      {output}/card/README.md and {output}/card/card.html")
     print(f"config:    {output}/config.yaml")

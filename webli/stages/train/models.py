@@ -22,7 +22,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import open_clip
@@ -175,8 +177,35 @@ def resolve_model(model: str | Path) -> tuple[str, str | None]:
 
 
 def _is_offline() -> bool:
-    """Hugging Face's offline switch (HF_HUB_OFFLINE), read now rather than when the hub was imported."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    """Hugging Face's offline switch (HF_HUB_OFFLINE), read now as well as when the hub was imported."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES",
+                                                                                                 "TRUE"}
+
+
+def download_source(pretrained_cfg: dict) -> str | None:
+    """The URL the weights of a pretrained tag come from: the Hugging Face endpoint (HF_ENDPOINT) for hub
+    entries, as open_clip prefers them, else the tag's own URL."""
+    if pretrained_cfg.get("hf_hub"):
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+    return pretrained_cfg.get("url") or None
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within `timeout`: a quick check that fails in seconds
+    where the hub's own requests would retry for half a minute."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _hf_cached_file(hf_hub: str) -> tuple[str | None, str]:
@@ -217,7 +246,10 @@ def resolve_pretrained(name: str, pretrained: str | None) -> tuple[str | None, d
     """(what to pass open_clip as `pretrained`, the tag's preprocessing as create_model_and_transforms arguments).
 
     A tag whose file is cached becomes that file's path, so open_clip never
-    touches the network; a tag not cached fails fast when offline.
+    touches the network. A tag not cached is downloaded here, once (so Dask
+    workers are handed a file), when its source can be reached; offline
+    (HF_HUB_OFFLINE=1, or the source unreachable) it fails fast saying what
+    to do.
     """
     if pretrained is None or os.path.isfile(pretrained):
         return pretrained, {}
@@ -233,13 +265,19 @@ def resolve_pretrained(name: str, pretrained: str | None) -> tuple[str | None, d
             log.warning("pretrained %s was trained with quick_gelu=%s; use the '-quickgelu' model variant to match",
                         pretrained, pretrained_cfg.get("quick_gelu", False))
         return found, preprocess
+    source = download_source(pretrained_cfg)
     if _is_offline():
-        raise ModelLoadError(
-            f"the weights of {name} / {pretrained} are not on this machine and downloads are off "
-            f"(HF_HUB_OFFLINE=1). Get the checkpoint where there is a network ({how}), copy the file here and "
-            "pass its path as pretrained (e.g. score.pretrained: /models/open_clip_pytorch_model.bin), "
-            "or use the bootstrap filter (score.model: bootstrap).")
-    return pretrained, {}
+        why = "downloads are off (HF_HUB_OFFLINE=1)"
+    elif source is None or not reachable(source):
+        why = f"{source or 'their download source'} cannot be reached"
+    else:
+        log.info("downloading the weights of %s / %s from %s", name, pretrained, source)
+        return open_clip.download_pretrained(pretrained_cfg), preprocess
+    raise ModelLoadError(
+        f"the weights of {name} / {pretrained} are not on this machine and {why}. Get the checkpoint where "
+        f"there is a network ({how}), copy the file here and pass its path as pretrained "
+        "(e.g. score.pretrained: /models/open_clip_pytorch_model.bin), or use the bootstrap filter "
+        "(score.model: bootstrap).")
 
 
 def create_clip(model: str | Path, pretrained: str | None = None, device: str | torch.device = "auto"):
