@@ -117,3 +117,21 @@ def test_decode_html_charset_sources(body, content_type, charset):
     ("Connection refused", "connection_error")])
 def test_fetch_error_reason(message, reason):
     assert fetch_error_reason(OSError(message)) == reason
+
+
+def test_run_trains_the_bootstrap_filter_before_score_only_when_score_uses_it(tmp_path):
+    from webli.pipeline.cli import pipeline_steps
+
+    default = pipeline_steps(validate_config({"output": str(tmp_path)}))
+    assert default == ["crawl", "download", "ocr", "dedup", "bootstrap-filter", "score", "select", "train", "card"]
+    other = pipeline_steps(validate_config({"output": str(tmp_path), "score": {"model": "/models/clip"}}))
+    assert "bootstrap-filter" not in other and other.index("score") == default.index("score") - 1
+
+
+def test_run_until_a_step_that_this_run_does_not_have_says_so(tmp_path):
+    from helpers import webli
+
+    result = webli("run", "--output", str(tmp_path / "o"), "--set", "score.model=/models/clip",
+                   "--until", "bootstrap-filter")
+    assert result.returncode == 2 and "not a step of this run" in result.stderr
+    assert not (tmp_path / "o" / "crawl").exists()
