@@ -750,9 +750,10 @@ def bench_planner(work: Path, sizes: list[int], shard_size: int) -> str:
         "## Memory: the download planner (driver side) as the crawl grows",
         "",
         "`plan_download` alone, in a fresh process, on synthetic crawl outputs (distinct pairs with "
-        f"realistic string lengths, 100,000 pairs per crawl shard), shard_size {shard_size}. It reads every "
-        "crawl pair into one table, finds the first occurrence of each uid and sorts by uid, all in the "
-        "driver's memory.",
+        f"realistic string lengths, 100,000 pairs per crawl shard), shard_size {shard_size}. It splits the "
+        "crawl pairs by uid range into buckets of at most `PLAN_BUCKET_ROWS` (500,000) pairs, one crawl "
+        "shard at a time, then deduplicates, sorts and cuts one bucket at a time: memory grows with the "
+        "bucket size, not with the crawl.",
         "",
         table, "",
     ])

@@ -8,7 +8,7 @@ import pytest
 from webli import schemas
 from webli.pipeline.config import ConfigError, validate_config
 from webli.pipeline.crawl import expand_warcs, load_or_save_plan, plan_crawl, read_seeds
-from webli.pipeline.download import check_plan_current, plan_download, planned_keys, unique_pairs
+from webli.pipeline.download import check_plan_current, plan_download, planned_keys
 from webli.pipeline.storage import StageDir
 from webli.stages.crawl.fetch import fetch_error_reason
 from webli.stages.crawl.shard import Frontier, decode_html, in_scope
@@ -67,12 +67,13 @@ def test_download_plan_dedups_across_crawl_shards_and_orders_by_uid(tmp_path):
     crawl = StageDir(str(tmp_path), "crawl")
     write_crawl_shard(crawl, 0, [("c", "x"), ("a", "y")])
     write_crawl_shard(crawl, 1, [("b", "z"), ("a", "y")])
-    pairs, files, duplicates = unique_pairs(crawl)
-    assert pairs.column("uid").to_pylist() == ["a", "b", "c"] and duplicates == 1
     config = validate_config({"output": str(tmp_path), "download": {"shard_size": 2}})
     summary = plan_download(config)
-    assert summary["shards"] == 2 and summary["rows"] == 3
-    plan = StageDir(str(tmp_path), "download").read_table("_plan/00001.parquet").to_pylist()
+    assert summary["shards"] == 2 and summary["rows"] == 3 and summary["duplicates_across_crawl_shards"] == 1
+    store = StageDir(str(tmp_path), "download")
+    first = store.read_table("_plan/00000.parquet").to_pylist()
+    assert [(r["key"], r["uid"], r["caption"]) for r in first] == [("000000", "a", "y"), ("000001", "b", "z")]
+    plan = store.read_table("_plan/00001.parquet").to_pylist()
     assert [(r["key"], r["uid"]) for r in plan] == [("00001" + "0", "c")]
     assert plan_download(config) == summary  # planned once, reused
     write_crawl_shard(crawl, 2, [("d", "w")])
@@ -82,7 +83,7 @@ def test_download_plan_dedups_across_crawl_shards_and_orders_by_uid(tmp_path):
 
 def test_download_plan_needs_a_crawl(tmp_path):
     with pytest.raises(ConfigError, match="run `webli crawl` first"):
-        unique_pairs(StageDir(str(tmp_path), "crawl"))
+        plan_download(validate_config({"output": str(tmp_path)}))
 
 
 @pytest.mark.parametrize("url, scope, inside", [
@@ -135,3 +136,30 @@ def test_run_until_a_step_that_this_run_does_not_have_says_so(tmp_path):
                    "--until", "bootstrap-filter")
     assert result.returncode == 2 and "not a step of this run" in result.stderr
     assert not (tmp_path / "o" / "crawl").exists()
+
+
+def test_bucketed_plan_equals_the_in_memory_plan(tmp_path):
+    """Many small buckets (bounded memory) give the same shards, keys and duplicate count as one bucket."""
+    import hashlib
+    import random
+
+    uids = [hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest() for i in range(300)]
+    plans = {}
+    for bucket_rows in (10_000, 17):
+        root = tmp_path / f"rows{bucket_rows}"
+        crawl = StageDir(str(root), "crawl")
+        for shard_id in range(4):  # overlapping shards: duplicates across them
+            picked = random.Random(shard_id).sample(uids, 120)
+            write_crawl_shard(crawl, shard_id, [(uid, f"alt {shard_id}") for uid in picked])
+        summary = plan_download(validate_config({"output": str(root), "download": {"shard_size": 25}}),
+                                bucket_rows=bucket_rows)
+        store = StageDir(str(root), "download")
+        rows = [row for i in range(summary["shards"])
+                for row in store.read_table(f"_plan/{i:05d}.parquet").to_pylist()]
+        plans[bucket_rows] = (summary["rows"], summary["duplicates_across_crawl_shards"], rows)
+        assert not store.fs.exists(store.file("_plan/_buckets"))
+    assert plans[17] == plans[10_000]
+    unique_rows, duplicates, rows = plans[17]
+    assert unique_rows + duplicates == 480 and [r["uid"] for r in rows] == sorted({r["uid"] for r in rows})
+    assert all(r["caption"] == f"alt {min(s for s in range(4) if r['uid'] in random.Random(s).sample(uids, 120))}"
+               for r in rows[:20])  # first occurrence: the earliest crawl shard's alt text

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from webli import schemas
 from webli.pipeline.cluster import dask_client, run_shards
@@ -37,40 +38,129 @@ def planned_keys(shard_id: int, rows: int, shard_size: int) -> list[str]:
     return [f"{shard_id * 10 ** sample_digits + row:0{width}d}" for row in range(rows)]
 
 
-def unique_pairs(crawl: StageDir) -> tuple[pa.Table, list[str], int]:
-    """Every crawled pair once (first occurrence by crawl shard), ordered by uid.
+PLAN_COLUMNS = ["uid", "url", "alt", "page_url", "language", "language_score"]
+PLAN_BUCKET_ROWS = 500_000  # crawl pairs the planner holds in memory at once
+BUCKET_DIR = f"{PLAN_DIR}/_buckets"
+UID_SAMPLE_PER_BUCKET = 64  # uids sampled per bucket to place the bucket boundaries
 
-    Returns the table, the crawl shard files read, and how many duplicates
-    across crawl shards were dropped.
-    """
+
+def crawl_files(crawl: StageDir) -> list[str]:
+    """The finished crawl shards' pair files, in shard order; a clear error when there are none."""
     files = [f"{shard_name(i)}.parquet" for i in sorted(crawl.done_shards())]
     if not files:
         raise ConfigError(f"no finished crawl shards under {crawl.path}: run `webli crawl` first")
-    columns = ["uid", "url", "alt", "page_url", "language", "language_score"]
-    pairs = pa.concat_tables([crawl.read_table(f, columns) for f in files])
+    return files
+
+
+def first_occurrences_by_uid(pairs: pa.Table) -> pa.Table:
+    """Each uid once (its first row), ordered by uid; `alt` renamed `caption` as the plan calls it."""
     _, first = np.unique(pairs.column("uid").to_numpy(zero_copy_only=False), return_index=True)
     unique = pairs.take(pa.array(np.sort(first))).sort_by("uid")
-    return unique.rename_columns(["caption" if c == "alt" else c for c in columns]), files, \
-        pairs.num_rows - unique.num_rows
+    return unique.rename_columns(["caption" if c == "alt" else c for c in unique.column_names])
 
 
-def plan_download(config: Config) -> dict:
-    """Write (once) the download plan under download/_plan/; returns its summary."""
+def bucket_boundaries(crawl: StageDir, files: list[str], buckets: int) -> np.ndarray:
+    """buckets - 1 sorted uids that cut the uid range into buckets of about equal size, from a sample of
+    every crawl shard's uids (one shard's uid column in memory at a time)."""
+    if buckets == 1:
+        return np.array([], dtype=str)
+    sample = []
+    for name in files:
+        uids = crawl.read_table(name, ["uid"]).column("uid").to_numpy(zero_copy_only=False)
+        stride = max(1, len(uids) * len(files) // (buckets * UID_SAMPLE_PER_BUCKET))
+        sample.append(uids[::stride])
+    ordered = np.sort(np.concatenate(sample).astype(str))
+    cuts = np.linspace(0, len(ordered), buckets + 1)[1:-1].astype(int)
+    return np.unique(ordered[cuts])
+
+
+def split_by_bucket(pairs: pa.Table, boundaries: np.ndarray) -> list[tuple[int, pa.Table]]:
+    """(bucket, rows) for every non-empty bucket of `pairs`, rows in their original order; bucket b holds
+    the uids between boundaries b-1 (inclusive) and b (exclusive), so buckets in order are uids in order."""
+    if len(boundaries) == 0:
+        return [(0, pairs)]
+    buckets = np.searchsorted(boundaries, pairs.column("uid").to_numpy(zero_copy_only=False).astype(str),
+                              side="right")
+    return [(int(b), pairs.filter(pa.array(buckets == b))) for b in np.unique(buckets)]
+
+
+class PlanWriter:
+    """Cuts a uid-ordered stream of unique pairs into plan shards of `shard_size` rows, writing each as it
+    fills: memory holds one bucket plus at most one partial shard."""
+
+    def __init__(self, store: StageDir, shard_size: int):
+        self.store, self.shard_size, self.shards, self.rows = store, shard_size, 0, 0
+        self.pending: pa.Table | None = None
+
+    def add(self, pairs: pa.Table) -> None:
+        table = pairs if self.pending is None else pa.concat_tables([self.pending, pairs])
+        full = table.num_rows // self.shard_size
+        for i in range(full):
+            self.write(table.slice(i * self.shard_size, self.shard_size))
+        self.pending = table.slice(full * self.shard_size)
+
+    def finish(self) -> int:
+        """Write the last, partial shard (or an empty one if there were no pairs); returns the shard count."""
+        if self.pending is not None and self.pending.num_rows or self.shards == 0:
+            self.write(self.pending if self.pending is not None else
+                       schemas.DOWNLOAD_PLAN.empty_table().drop_columns(["key"]))
+        return self.shards
+
+    def write(self, chunk: pa.Table) -> None:
+        keys = pa.array(planned_keys(self.shards, chunk.num_rows, self.shard_size), pa.string())
+        self.store.write_table(f"{PLAN_DIR}/{shard_name(self.shards)}.parquet", chunk.append_column("key", keys),
+                               schemas.DOWNLOAD_PLAN)
+        self.shards, self.rows = self.shards + 1, self.rows + chunk.num_rows
+
+
+def parquet_rows(store: StageDir, name: str) -> int:
+    """Rows of a Parquet file, from its footer."""
+    with store.fs.open(store.file(name), "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def plan_download(config: Config, bucket_rows: int = PLAN_BUCKET_ROWS) -> dict:
+    """Write (once) the download plan under download/_plan/; returns its summary.
+
+    Bounded memory at any crawl size: the crawl pairs are first split by uid
+    range into buckets of about `bucket_rows` pairs (one crawl shard read at a
+    time), then each bucket in uid order is deduplicated, sorted and cut into
+    plan shards. The same uid always lands in the same bucket, so dropping
+    duplicates per bucket drops them across the whole crawl.
+    """
     store = StageDir(config.output, STAGE)
     if store.fs.exists(store.file(PLAN_FILE)):
         return store.read_json(PLAN_FILE)
-    pairs, crawl_files, duplicates = unique_pairs(StageDir(config.output, "crawl"))
-    size = config.download.shard_size
-    shards = max(1, math.ceil(pairs.num_rows / size))
-    for shard_id in range(shards):
-        chunk = pairs.slice(shard_id * size, size)
-        chunk = chunk.append_column("key", pa.array(planned_keys(shard_id, chunk.num_rows, size)))
-        store.write_table(f"{PLAN_DIR}/{shard_name(shard_id)}.parquet", chunk, schemas.DOWNLOAD_PLAN)
-    summary = {"shards": shards, "rows": pairs.num_rows, "shard_size": size, "crawl_shards": crawl_files,
-               "duplicates_across_crawl_shards": duplicates}
+    crawl = StageDir(config.output, "crawl")
+    files = crawl_files(crawl)
+    if store.fs.exists(store.file(PLAN_DIR)):  # a plan killed before plan.json: start it again
+        store.fs.rm(store.file(PLAN_DIR), recursive=True)
+    total = sum(parquet_rows(crawl, name) for name in files)
+    buckets = max(1, math.ceil(total / bucket_rows))
+    boundaries = bucket_boundaries(crawl, files, buckets)
+    for index, name in enumerate(files):
+        for bucket, rows in split_by_bucket(crawl.read_table(name, PLAN_COLUMNS), boundaries):
+            with store.atomic_path(f"{BUCKET_DIR}/{bucket:05d}/{shard_name(index)}.parquet") as tmp, \
+                    store.fs.open(tmp, "wb") as out:
+                pq.write_table(rows, out)
+    writer, unique_rows = PlanWriter(store, config.download.shard_size), 0
+    for bucket in range(buckets):
+        folder = store.file(f"{BUCKET_DIR}/{bucket:05d}")
+        names = sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False)) \
+            if store.fs.exists(folder) else []
+        if names:  # crawl-shard order, so the first occurrence of a uid is the earliest shard's
+            unique = first_occurrences_by_uid(pa.concat_tables(
+                [store.read_table(f"{BUCKET_DIR}/{bucket:05d}/{n}") for n in names]))
+            unique_rows += unique.num_rows
+            writer.add(unique)
+    shards = writer.finish()
+    if store.fs.exists(store.file(BUCKET_DIR)):
+        store.fs.rm(store.file(BUCKET_DIR), recursive=True)
+    summary = {"shards": shards, "rows": unique_rows, "shard_size": config.download.shard_size,
+               "crawl_shards": files, "duplicates_across_crawl_shards": total - unique_rows}
     store.write_json(PLAN_FILE, summary)  # written last: the plan is complete
-    log.info("download plan: %d pairs in %d shard(s) (%d duplicates across crawl shards dropped)",
-             pairs.num_rows, shards, duplicates)
+    log.info("download plan: %d pairs in %d shard(s) (%d duplicates across crawl shards dropped, %d bucket(s))",
+             unique_rows, shards, total - unique_rows, buckets)
     return summary
 
 
