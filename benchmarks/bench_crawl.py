@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (sets the quiet environment first)
-from common import fmt_range, log, md_table, mib  # noqa: E402
+from common import alternating, fmt_range, log, md_table, mib, write_report  # noqa: E402
 
 SEED = f"{common.REALWEB_BASE}/index.html"
 DISALLOWED = "/handbook/fr-FR/"
@@ -229,7 +229,7 @@ def bench_warc(reps: int, child_reps: int) -> str:
     log(f"fresh subprocesses x{child_reps} (peak RSS, cold start)")
     cold: dict[str, list[dict]] = {"baseline": [], "ours": []}
     for rep in range(child_reps):
-        for name in (["baseline", "ours"] if rep % 2 == 0 else ["ours", "baseline"]):
+        for name in alternating(["baseline", "ours"], rep):
             cold[name].append(run_child(name, path))
 
     def rate(name, key, per="wall"):
@@ -345,7 +345,7 @@ def bench_seeds(reps: int, max_pages: int, max_depth: int, slow_pages: int) -> s
     log(f"live crawl from {SEED}: warm-up")
     crawl_live(20, 1, 0.0, 8)
     for rep in range(reps):
-        for label, delay, conc, pages, depth in (settings if rep % 2 == 0 else settings[::-1]):
+        for label, delay, conc, pages, depth in alternating(settings, rep):
             runs[label].append(crawl_live(pages, depth, delay, conc))
             r = runs[label][-1]
             log(f"politeness {label}: {r['parsed']} pages in {r['wall']:.1f}s")
@@ -435,12 +435,7 @@ def main(argv=None) -> int:
     if args.seeds:
         sections.append(bench_seeds(args.seed_reps, args.max_pages, args.max_depth, args.slow_pages))
     report = "\n".join(sections)
-    print(report)
-    out = args.out or (common.RESULTS_DIR / "crawl.md" if args.warc and args.seeds else None)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n", encoding="utf-8")
-        log(f"report written to {out}")
+    write_report(report, args.out or (common.RESULTS_DIR / "crawl.md" if args.warc and args.seeds else None))
     return 0
 
 

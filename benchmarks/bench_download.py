@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402  (sets the quiet environment first)
-from common import TreePeakRSS, fmt_range, log, md_table, mib  # noqa: E402
+from common import TreePeakRSS, alternating, fmt_range, log, md_table, mib, write_report  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 WEBLI = str(VENV_BIN / "webli")
@@ -263,7 +263,7 @@ def bench_throughput(work: Path, crawl_root: Path, reps: int, processes: int, th
 
     runs: dict[str, list[dict]] = {"ours": [], "img2dataset": []}
     for rep in range(reps):
-        for tool in (["ours", "img2dataset"] if rep % 2 == 0 else ["img2dataset", "ours"]):
+        for tool in alternating(["ours", "img2dataset"], rep):
             out = work / f"{tool}-{rep}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -400,7 +400,7 @@ def bench_fixed_cost(work: Path, crawl_root: Path, rows: int, reps: int, process
     pq.write_table(pairs.select(["url", "alt"]).rename_columns(["url", "caption"]), url_file)
     runs: dict[str, list[Run]] = {"ours": [], "img2dataset": []}
     for rep in range(reps):
-        for tool in (["ours", "img2dataset"] if rep % 2 == 0 else ["img2dataset", "ours"]):
+        for tool in alternating(["ours", "img2dataset"], rep):
             out = work / f"tiny-{tool}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -479,7 +479,7 @@ def bench_one_shard(work: Path, plan_dir: Path, shards: list[int], reps: int, pr
     try:
         for rep in range(reps):
             for shard in shards:
-                for tool in (["ours", "img2dataset"] if (rep + shard) % 2 == 0 else ["img2dataset", "ours"]):
+                for tool in alternating(["ours", "img2dataset"], rep + shard):
                     out = work / f"one-{tool}"
                     shutil.rmtree(out, ignore_errors=True)
                     out.mkdir(parents=True)
@@ -587,7 +587,7 @@ def bench_dask_overhead(work: Path, plan_root: Path, shard: int, reps: int, proc
     modes = list(DASK_MODES)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for rep in range(reps):
-        for mode in (modes if rep % 2 == 0 else modes[::-1]):
+        for mode in alternating(modes, rep):
             root = work / f"dask-{mode}"
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(plan_root / "crawl", root / "crawl")
@@ -634,7 +634,7 @@ def bench_memory(work: Path, crawl_root: Path, n: int, factor: int, shard_size: 
     sizes = [n, n * factor]
     runs: dict[int, list[dict]] = {s: [] for s in sizes}
     for rep in range(reps):
-        for size in (sizes if rep % 2 == 0 else sizes[::-1]):
+        for size in alternating(sizes, rep):
             out = work / f"rss-{size}-{rep}"
             shutil.rmtree(out, ignore_errors=True)
             write_crawl_dir(out, grown_pairs(sample, size))
@@ -823,13 +823,8 @@ def main(argv=None) -> int:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     sections += [f"Load average at the end of the benchmark: {load}.", ""]
     report = "\n".join(sections)
-    print(report)
     full = not (args.skip_throughput or args.skip_memory)
-    out = args.out or (common.RESULTS_DIR / "download.md" if full else None)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n", encoding="utf-8")
-        log(f"report written to {out}")
+    write_report(report, args.out or (common.RESULTS_DIR / "download.md" if full else None))
     return 0
 
 

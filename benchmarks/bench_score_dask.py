@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
-from common import fmt_range, log, md_table  # noqa: E402
+from common import alternating, fmt_range, log, md_table  # noqa: E402
 
 # glibc reads it once, at start; Dask's nanny later writes it into this process's environment too.
 TRIM_AT_START = os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")
@@ -81,7 +81,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     env_seen = {}
     for rep in range(args.reps):
-        for mode in MODES if rep % 2 == 0 else tuple(reversed(MODES)):
+        for mode in alternating(MODES, rep):
             if mode == MODES[2]:
                 samples, seconds, _ = score_shards(str(args.model), download, shard_ids, tune=False)
                 env = TRIM_AT_START

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import command_line, log, machine_note, md_table  # noqa: E402
+from common import command_line, log, machine_note, md_table, write_report  # noqa: E402
 
 from webli.pipeline.config import validate_config  # noqa: E402
 from webli.pipeline.score import run_score  # noqa: E402
@@ -114,8 +114,7 @@ def main() -> None:
         "differences of a few points are within run-to-run noise.",
         md_table(["top fraction", "trained on", "train pairs", "held-out pairs", *[h for _, h in METRICS]], rows),
     ])
-    arguments.out.write_text(report + "\n", encoding="utf-8")
-    print(report)
+    write_report(report, arguments.out)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,22 @@ def fmt_range(values: list[float], digits: int = 1, unit: str = "") -> str:
     return f"{med:,.{digits}f}{unit} ({lo:,.{digits}f}-{hi:,.{digits}f})"
 
 
+def alternating(items, rep: int) -> list:
+    """`items` in order on even repetitions and reversed on odd ones, so that no side of an interleaved
+    comparison always runs first (and meets the colder caches)."""
+    items = list(items)
+    return items if rep % 2 == 0 else items[::-1]
+
+
+def write_report(report: str, out: Path | None) -> None:
+    """Print a Markdown report and, when `out` is given, write it there."""
+    print(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n", encoding="utf-8")
+        log(f"report written to {out}")
+
+
 def md_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
