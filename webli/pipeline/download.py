@@ -101,7 +101,7 @@ class PlanWriter:
 
     def finish(self) -> int:
         """Write the last, partial shard (or an empty one if there were no pairs); returns the shard count."""
-        if self.pending is not None and self.pending.num_rows or self.shards == 0:
+        if self.shards == 0 or (self.pending is not None and self.pending.num_rows):
             self.write(self.pending if self.pending is not None else
                        schemas.DOWNLOAD_PLAN.empty_table().drop_columns(["key"]))
         return self.shards

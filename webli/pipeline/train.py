@@ -379,7 +379,7 @@ def run_train(config: Config) -> dict:
     shards = resolve_shards(config.output, config.train.data)
     stats = run_job(TrainJob(STAGE, store, config.train, shards, torch_threads(config)))
     if comparing:
-        store.write_json(COMPARISON_FILE, compare_with_random(config, shards))
+        store.write_json(COMPARISON_FILE, compare_with_random(config, shards, stats))
     return with_comparison(store, stats)
 
 
@@ -398,23 +398,21 @@ def random_baseline_job(config: Config, selected: ShardSet) -> TrainJob:
                     downloaded, torch_threads(config), subset_fraction=fraction)
 
 
-def compare_with_random(config: Config, selected: ShardSet) -> dict:
+def compare_with_random(config: Config, selected: ShardSet, selected_stats: dict) -> dict:
     """Train the random baseline, then evaluate it and the selected-data model on the same held-out pairs.
 
     The common held-out pairs are the downloaded pairs whose uid falls in the
     eval split (`train.eval_fraction`): neither model trained on any of them.
     """
     baseline = random_baseline_job(config, selected)
-    baseline_stats = run_job(baseline)
+    runs = (("selected", STAGE, selected_stats), ("random", RANDOM_BASELINE_STAGE, run_job(baseline)))
     common = TrainJob(STAGE, StageDir(config.output, STAGE), config.train, baseline.shards, torch_threads(config))
     device = resolve_device(config.train.device)
     results = {}
-    for label, job_stage in (("selected", STAGE), ("random", RANDOM_BASELINE_STAGE)):
+    for label, job_stage, job_stats in runs:
         model, preprocess, tokenizer = load_clip(StageDir(config.output, job_stage).path, device=device)
-        metrics, counts = evaluate_heldout(common, model, preprocess, tokenizer, device)
-        train_samples = (baseline_stats if label == "random" else StageDir(config.output, STAGE)
-                         .read_json(STATS_FILE))["train_samples"]
-        results[label] = {"train_samples": train_samples, **metrics}
+        metrics, _ = evaluate_heldout(common, model, preprocess, tokenizer, device)
+        results[label] = {"train_samples": job_stats["train_samples"], **metrics}
     log.info("train: selected vs random on %s held-out pairs: image->text R@1 %s vs %s",
              results["selected"].get("pool"), results["selected"].get("image_to_text_recall", {}).get("1"),
              results["random"].get("image_to_text_recall", {}).get("1"))
