@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError, EvalSetConfig
-from webli.pipeline.storage import StageDir, shard_name, sum_stats
+from webli.pipeline.storage import StageDir, shard_name, sum_counts, sum_stats
 from webli.schemas import dedup as dedup_schema
 from webli.stages.dedup import descriptor
 from webli.stages.dedup.evalsets import EvalSetError, ImagePart, fingerprint_entries, image_parts, read_captions
@@ -284,11 +284,9 @@ def merged_stats(shard_stats: list[dict], metas: list[dict]) -> dict:
     total = sum_stats(shard_stats)
     for field in ("duplicates", "image_duplicates", "text_duplicates"):
         total[field] = sum(s.get(field, 0) for s in shard_stats)
-    problems: dict[str, int] = {}
+    problems = sum_counts(shard_stats, "problems_by_reason")
     by_set: dict[str, dict[str, int]] = {m["name"]: {"image": 0, "text": 0, "removed": 0} for m in metas}
     for stats in shard_stats:
-        for reason, count in stats.get("problems_by_reason", {}).items():
-            problems[reason] = problems.get(reason, 0) + count
         for name, counts in stats.get("by_eval_set", {}).items():
             for field, count in counts.items():
                 by_set.setdefault(name, {})[field] = by_set.get(name, {}).get(field, 0) + count

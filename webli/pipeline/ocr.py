@@ -13,7 +13,7 @@ import logging
 
 from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError
-from webli.pipeline.storage import StageDir, shard_name, sum_stats
+from webli.pipeline.storage import StageDir, shard_name, sum_counts, sum_stats
 from webli.schemas import ocr as schema
 from webli.stages.ocr.shard import explicit_packs, ocr_shard
 from webli.stages.ocr.tesseract import TesseractMissing, installed_packs, require_single_thread
@@ -72,11 +72,7 @@ def sum_ocr_stats(stats: list[dict]) -> dict:
     total = sum_stats(stats)
     total["stage"] = STAGE
     for field in ("problems_by_reason", "status_counts", "packs", "scripts"):
-        merged: dict[str, int] = {}
-        for record in stats:
-            for name, count in record.get(field, {}).items():
-                merged[name] = merged.get(name, 0) + count
-        total[field] = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+        total[field] = dict(sorted(sum_counts(stats, field).items(), key=lambda kv: (-kv[1], kv[0])))
     for field in ("images_with_words", "read_again_with_margin", "words"):
         total[field] = sum(record.get(field, 0) for record in stats)
     total["ocr_seconds"] = round(sum(record.get("ocr_seconds", 0.0) for record in stats), 3)

@@ -27,7 +27,7 @@ from pathlib import Path
 from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError
 from webli.pipeline.sections.score import BOOTSTRAP_MODEL
-from webli.pipeline.storage import StageDir, shard_name, sum_stats
+from webli.pipeline.storage import StageDir, shard_name, sum_counts, sum_stats
 from webli.pipeline.train import STATS_FILE, fold_stage
 from webli.schemas.score import SCORE_SIDECAR
 from webli.stages.score import ClipScorer, FoldScorers, iter_tar_images, score_shard
@@ -223,10 +223,7 @@ def run_score(config: Config) -> dict:
             run_shards(client, score_task, todo, description="score", retries=config.cluster.task_retries,
                        args=(config, spec))
     stats = list(store.read_all_stats().values())
-    problems, by_fold = Counter(), Counter()
-    for record in stats:
-        problems.update(record.get("problems_by_reason", {}))
-        by_fold.update(record.get("scored_by_fold", {}))
+    problems, by_fold = sum_counts(stats, "problems_by_reason"), sum_counts(stats, "scored_by_fold")
     folds = {"scored_by_fold": dict(sorted(by_fold.items(), key=lambda kv: int(kv[0])))} if spec.folds else {}
     return {**sum_stats(stats), "model_id": spec.model_id, "problems_by_reason": dict(sorted(problems.items())),
             **folds}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,13 +134,18 @@ class StageDir:
         return len(stale)
 
 
+def sum_counts(stats: list[dict], field: str) -> Counter:
+    """A per-name count field of shard stats (e.g. `dropped_by_reason`), summed over the shards."""
+    total: Counter = Counter()
+    for record in stats:
+        total.update(record.get(field, {}))
+    return total
+
+
 def sum_stats(stats: list[dict]) -> dict:
     """Sum per-shard stats (totals and drops by reason) into one record."""
-    total = {"shards": len(stats), "total": 0, "forwarded": 0, "dropped": 0, "dropped_by_reason": {}}
-    for record in stats:
-        for field in ("total", "forwarded", "dropped"):
-            total[field] += record.get(field, 0)
-        for reason, count in record.get("dropped_by_reason", {}).items():
-            total["dropped_by_reason"][reason] = total["dropped_by_reason"].get(reason, 0) + count
-    total["dropped_by_reason"] = dict(sorted(total["dropped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])))
+    total = {"shards": len(stats), **{field: sum(r.get(field, 0) for r in stats)
+                                      for field in ("total", "forwarded", "dropped")}}
+    dropped = sum_counts(stats, "dropped_by_reason")
+    total["dropped_by_reason"] = dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])))
     return total
