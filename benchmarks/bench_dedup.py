@@ -56,12 +56,18 @@ from bench_dedup_corpus import REALWEB_WWW, is_bench_family, load_rgb, scan_corp
 from common import RESULTS_DIR, command_line, log, machine_note, md_table, require_site  # noqa: E402
 
 from webli.pipeline.config import DownloadConfig  # noqa: E402
-from webli.stages.dedup import descriptor  # noqa: E402
+from webli.stages.dedup import descriptor, embedding  # noqa: E402
 from webli.stages.dedup.edits import EDIT_CHAINS, apply_edits  # noqa: E402
 from webli.stages.dedup.evalsets import ImagePart  # noqa: E402
 from webli.stages.dedup.images import candidate_content, decode_candidate, normalise  # noqa: E402
 from webli.stages.dedup.index import VerificationStore, assemble_image_index, build_image_part  # noqa: E402
-from webli.stages.dedup.match import Candidate, MatchSettings, check_neighbour, check_unaligned  # noqa: E402
+from webli.stages.dedup.match import (  # noqa: E402
+    Candidate,
+    MatchSettings,
+    check_neighbour,
+    check_unaligned,
+    search_neighbours,
+)
 from webli.stages.download import ProbingResizer  # noqa: E402
 
 WORK = Path("/tmp/webli-dedup-bench")
@@ -202,27 +208,30 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     views = [descriptor.query_views(image) for image in images]
     timings["descriptor"] = time.perf_counter() - started
     started = time.perf_counter()
-    neighbours = index.search(views, settings.neighbours, settings.probe, -1.0)
+    learned = embedding.query_vectors(images)
+    timings["embedding"] = time.perf_counter() - started
+    started = time.perf_counter()
+    neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
+    hash_top = index.search(views, 1, settings.probe, -1.0)
     loose = MatchSettings(**{**settings.__dict__, "min_inliers": 8, "min_agreement": 0.0})
     outcomes = []
     started = time.perf_counter()
-    for candidate, image, found in zip(benchmark["candidates"], images, neighbours):
+    for candidate, image, found, hashed in zip(benchmark["candidates"], images, neighbours, hash_top):
         true_row = label_row[candidate["label"]] if candidate["label"] >= 0 else -1
         query = Candidate(image)
         checks = []
         for row, similarity in found:
-            if similarity >= settings.min_similarity:
-                v = check_neighbour(query, store, row, loose)
-                unaligned = v.reason == "match_unaligned" or check_unaligned(query, store, row).accepted
-                checks.append((row, similarity, v.inliers, v.agreement, v.accepted and v.reason == "match",
-                               unaligned))
+            v = check_neighbour(query, store, row, loose)
+            unaligned = v.reason == "match_unaligned" or check_unaligned(query, store, row).accepted
+            checks.append((row, similarity, v.inliers, v.agreement, v.accepted and v.reason == "match", unaligned))
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
             "top_row": rows[0] if rows else -1, "top_similarity": found[0][1] if found else -1.0,
             "true_rank": rows.index(true_row) if true_row in rows else None,
-            "true_similarity": next((s for r, s in found if r == true_row), None), "checks": checks})
+            "true_similarity": next((s for r, s in found if r == true_row), None), "checks": checks,
+            "hash_top": hashed[0] if hashed else (-1, -1.0)})
     timings["verify"] = time.perf_counter() - started
     timings["verified_candidates"] = sum(1 for o in outcomes if o["checks"])
     return outcomes, timings
@@ -331,7 +340,9 @@ def per_kind_table(outcomes: list[dict], settings: MatchSettings) -> str:
         found = sum(1 for o in group if o["true_rank"] is not None and o["true_similarity"] >= settings.min_similarity)
         right = sum(1 for o in group if o["match_row"] == o["true_row"])
         rows.append([kind, len(group), pct(found / len(group)), pct(right / len(group))])
-    return md_table(["edit chain", "positives", f"search: true item in top {settings.neighbours}",
+    return md_table(["edit chain", "positives", f"search: true item among the neighbours checked (DCT top "
+                     f"{settings.neighbours} + learned top {settings.learned_neighbours}, learned cosine >= "
+                     f"{settings.min_similarity})",
                      "matcher: flagged with the right item"], rows)
 
 
@@ -382,16 +393,20 @@ def main() -> None:
     positives = sum(o["positive"] for o in outcomes)
     log(f"matcher: precision {precision:.4f} recall {recall:.4f} ({right} right, {wrong_item} wrong item, "
         f"{false} negatives flagged)")
-    top1 = [(o["top_similarity"], o["top_row"] == o["true_row"] and o["positive"]) for o in outcomes
-            if o["kind"] != "copy"]
-    descriptor_alone = sweep(top1, positives)
+    scored = [o for o in outcomes if o["kind"] != "copy"]
+    alone = {
+        "DCT views alone (top-1, best view cosine)": sweep(
+            [(o["hash_top"][1], o["hash_top"][0] == o["true_row"] and o["positive"]) for o in scored], positives),
+        "learned embedding alone (top-1 cosine)": sweep(
+            [(o["top_similarity"], o["top_row"] == o["true_row"] and o["positive"]) for o in scored], positives),
+    }
     reached = [o for o in outcomes if o["positive"] and o["true_rank"] is not None
                and o["true_similarity"] >= settings.min_similarity]
     check_rate = sum(o["match_row"] == o["true_row"] for o in reached) / max(1, len(reached))
     eval_images = [normalise(load_rgb(p, max_side=1024)) for p in benchmark["evals"]]
     candidate_images = [candidate_image(c) for c in benchmark["candidates"]]
     hashes = baselines(benchmark, eval_images, candidate_images, set(copies))
-    report(arguments.out, benchmark, settings, outcomes, timings, build_seconds, hashes, descriptor_alone,
+    report(arguments.out, benchmark, settings, outcomes, timings, build_seconds, hashes, alone,
            check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies)
     print(arguments.out.read_text())
 
@@ -408,7 +423,7 @@ def threshold_grid(outcomes: list[dict]) -> str:
 
 
 def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[dict], timings: Counter,
-           build_seconds: float, hashes: dict, descriptor_alone: dict, check_rate: float, totals: tuple,
+           build_seconds: float, hashes: dict, alone: dict, check_rate: float, totals: tuple,
            grid: str, original_labels: tuple, copies: dict) -> None:
     precision, recall, right, wrong_item, false = totals
     n = len(outcomes)
@@ -417,9 +432,9 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
                  for i, (path, share) in sorted(copies.items())]
     method_rows = [[name, pct(r["recall_at_p99"]), pct(r["recall_at_p95"]), pct(r["top1_no_threshold"])]
                    for name, r in hashes.items() if not name.startswith("_")]
-    method_rows.append(["view descriptor alone (top-1, best view cosine)", pct(descriptor_alone["recall_at_p99"]),
-                        pct(descriptor_alone["recall_at_p95"]), pct(descriptor_alone["top1_no_threshold"])])
-    per_core = n / sum(timings[k] for k in ("decode", "descriptor", "search", "verify"))
+    method_rows += [[name, pct(r["recall_at_p99"]), pct(r["recall_at_p95"]), pct(r["top1_no_threshold"])]
+                    for name, r in alone.items()]
+    per_core = n / sum(timings[k] for k in ("decode", "descriptor", "embedding", "search", "verify"))
     lines = [
         "# Eval-set image dedup: real images, tolerated edits, hard negatives",
         "",
@@ -474,7 +489,7 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         "",
         md_table(["part", "seconds", "per candidate"], [
             [k, f"{timings[k]:.1f}", f"{1000 * timings[k] / n:.2f} ms"]
-            for k in ("decode", "descriptor", "search", "verify")]),
+            for k in ("decode", "descriptor", "embedding", "search", "verify")]),
         "",
         f"{per_core:,.0f} candidates/s on one core end to end (decode included); "
         f"{timings['verified_candidates']:,} of {n:,} candidates had a neighbour worth checking. "

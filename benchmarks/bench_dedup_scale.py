@@ -16,6 +16,8 @@ against the brute-force scan of the same index in the same process, and
 recall@1, per `probe`, also at two other noise levels. Queries/s are given
 per CPU second of this process (one thread: what one core does, whatever
 else the machine runs) and per wall-clock second.
+With --learned the index is the learned embedding's (embedding.py): one view
+per image, queries of two views (the candidate and its mirror image).
 The text index is measured likewise (datasketch MinHash LSH over synthetic
 captions). Decoding is excluded everywhere.
 """
@@ -55,40 +57,41 @@ def unit_rows(rng: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def synthetic_views(items: int, seed: int = 0) -> np.ndarray:
-    """items * EVAL_VIEWS random unit vectors as float16, made in chunks to bound the temporary memory."""
+def synthetic_views(items: int, views_per_item: int, seed: int = 0) -> np.ndarray:
+    """items * views_per_item random unit vectors as float16, made in chunks to bound the temporary memory."""
     rng = np.random.default_rng(seed)
-    total = items * descriptor.EVAL_VIEWS
+    total = items * views_per_item
     out = np.empty((total, descriptor.DIM), np.float16)
     for start in range(0, total, CHUNK):
         out[start:start + CHUNK] = unit_rows(rng, min(CHUNK, total - start))
     return out
 
 
-def build(items: int) -> tuple[ImageIndex, float, np.ndarray]:
+def build(items: int, views_per_item: int) -> tuple[ImageIndex, float, np.ndarray]:
     """The search index over synthetic views; returns it, the build seconds and the unsorted views."""
-    flat = synthetic_views(items)
+    flat = synthetic_views(items, views_per_item)
     started = time.perf_counter()
     centroids, order, offsets = inverted_lists(flat)
-    rows = (np.arange(len(flat), dtype=np.int64) // descriptor.EVAL_VIEWS).astype(np.int32)
+    rows = (np.arange(len(flat), dtype=np.int64) // views_per_item).astype(np.int32)
     vectors, scales = quantise(flat[order])
     index = ImageIndex(pa.array([f"item-{i}" for i in range(items)], pa.string()), vectors, scales, rows[order],
                        centroids, offsets, codes=sign_codes(flat[order]))
     return index, time.perf_counter() - started, flat
 
 
-def queries(flat: np.ndarray, count: int, seed: int = 1, noise: float = 0.3) -> tuple[list[np.ndarray], np.ndarray]:
-    """Query view sets, each hiding one noisy copy of a random indexed view (cosine about
-    1 / sqrt(1 + noise ** 2)); and the image each targets."""
+def queries(flat: np.ndarray, count: int, shape: tuple[int, int], seed: int = 1,
+            noise: float = 0.3) -> tuple[list[np.ndarray], np.ndarray]:
+    """Query view sets (`shape`: views per indexed image, views per query), each hiding one noisy copy of a
+    random indexed view (cosine about 1 / sqrt(1 + noise ** 2)); and the image each targets."""
     rng = np.random.default_rng(seed)
     targets = rng.integers(0, len(flat), count)
     out = []
     for target in targets:
-        views = unit_rows(rng, descriptor.QUERY_VIEWS)
+        views = unit_rows(rng, shape[1])
         views[0] = flat[target].astype(np.float32) + noise * unit_rows(rng, 1)[0]
         views[0] /= np.linalg.norm(views[0])
         out.append(views)
-    return out, targets // descriptor.EVAL_VIEWS
+    return out, targets // shape[0]
 
 
 def timed_search(index: ImageIndex, query_sets: list[np.ndarray], probe: int) -> tuple[float, float, list]:
@@ -138,15 +141,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--captions", type=int, default=200_000)
     parser.add_argument("--noise", type=float, default=0.3, help="noise of the hidden view (0.3: cosine 0.96)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "dedup_scale.md")
+    parser.add_argument("--learned", action="store_true", help="the learned embedding's index (1 view per image)")
+    parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
+    shape = (1, 2) if arguments.learned else (descriptor.EVAL_VIEWS, descriptor.QUERY_VIEWS)
+    out = arguments.out or RESULTS_DIR / ("dedup_scale_learned.md" if arguments.learned else "dedup_scale.md")
     log(f"building a synthetic index of {arguments.items:,} images")
-    index, build_seconds, flat = build(arguments.items)
+    index, build_seconds, flat = build(arguments.items, shape[0])
     arrays = index.arrays()
     memory = sum(a.nbytes for a in arrays.values()) + index.items.nbytes
     log(f"built in {build_seconds:.0f} s; {memory / 2 ** 20:,.0f} MiB")
-    query_sets, targets = queries(flat, arguments.queries, noise=arguments.noise)
-    other_noise = [(n, queries(flat, arguments.queries, seed=2 + i, noise=n)) for i, n in enumerate((0.15, 0.5))]
+    query_sets, targets = queries(flat, arguments.queries, shape, noise=arguments.noise)
+    other_noise = [(n, queries(flat, arguments.queries, shape, seed=2 + i, noise=n))
+                   for i, n in enumerate((0.15, 0.5))]
     del flat
     index.search(query_sets[:64], neighbours=8, probe=1, min_similarity=0.5)  # warm-up (derived arrays)
     rows = []
@@ -161,8 +168,9 @@ def main() -> None:
     baseline = brute_force_rate(index, query_sets, 5)
     grid = index.centroids.shape[0]
     text = text_index_numbers(arguments.captions)
+    kind = "learned-embedding" if arguments.learned else "DCT-view (hash path)"
     lines = [
-        "# Dedup index at scale (synthetic)",
+        f"# Dedup index at scale (synthetic): the {kind} index",
         "",
         f"Command: `{command_line()}`",
         "",
@@ -171,9 +179,9 @@ def main() -> None:
         "The build is a single run (it takes minutes); every queries/s figure is the median of 3 runs over "
         f"{len(query_sets):,} queries.",
         "",
-        f"Image index: {arguments.items:,} images x {descriptor.EVAL_VIEWS} views = {len(index.rows):,} int8 "
+        f"Image index: {arguments.items:,} images x {shape[0]} views = {len(index.rows):,} int8 "
         f"64-d vectors and 64-bit codes in {grid * grid:,} lists ({grid} coarse cells x {grid}); each query has "
-        f"{descriptor.QUERY_VIEWS} views, searched {QUERY_BATCH} at a time; codes within "
+        f"{shape[1]} views, searched {QUERY_BATCH} at a time; codes within "
         f"{HAMMING_MAX} bits get the exact cosine. One core (OMP/BLAS threads 1). Median of 3 runs.",
         "",
         md_table(["what", "value"], [
@@ -195,9 +203,9 @@ def main() -> None:
         "",
         md_table(["captions", "build s", "pickled size MiB (what is broadcast)", "queries/s", "found"], [text]),
     ]
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text("\n".join(lines) + "\n")
-    print(arguments.out.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
 
 
 if __name__ == "__main__":

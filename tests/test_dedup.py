@@ -17,7 +17,7 @@ from skimage import data as skdata
 from webli import schemas
 from webli.pipeline.config import ConfigError, DownloadConfig, validate_config
 from webli.schemas.dedup import DEDUP
-from webli.stages.dedup import descriptor
+from webli.stages.dedup import descriptor, embedding
 from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
 from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, padded_content_box
@@ -31,7 +31,7 @@ from webli.stages.dedup.index import (
     quantise,
     sign_codes,
 )
-from webli.stages.dedup.match import MatchSettings, match_images
+from webli.stages.dedup.match import MatchSettings, match_images, search_neighbours
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
@@ -198,6 +198,19 @@ def test_dedup_config_checks_names_and_keys(tmp_path):
     with pytest.raises(ConfigError, match="dedup.eval_sets.0.imgs: unknown key"):
         validate_config({**base, "dedup": {"eval_sets": [{"name": "a", "imgs": "x"}]}})
     assert validate_config({**base, "dedup": {"text_threshold": 0.9}}).dedup.text_threshold == 0.9
+
+
+def test_new_embedding_weights_make_a_new_index_fingerprint(tmp_path, monkeypatch):
+    from webli.pipeline.dedup import index_fingerprint
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "a.png").write_bytes(encoded(photo("coffee")))
+    config = validate_config({"output": str(tmp_path / "out"),
+                              "dedup": {"eval_sets": [{"name": "a", "images": str(tmp_path / "eval")}]}})
+    before = index_fingerprint(config, config.dedup.eval_sets[0])
+    assert index_fingerprint(config, config.dedup.eval_sets[0]) == before
+    monkeypatch.setattr(embedding, "weights_digest", lambda: "other weights")
+    assert index_fingerprint(config, config.dedup.eval_sets[0]) != before
 
 
 # --- the index's search -----------------------------------------------------------------------------------
@@ -398,6 +411,35 @@ def test_matcher_flags_edited_copies_with_the_right_item_and_nothing_else(eval_i
     # rotation + banner + colour jitter together is the hardest chain).
     assert all(item in (None, want) for item, want in zip(found, expected)) and found[4:] == [None, None]
     assert sum(item is not None for item in found[:4]) >= 3
+
+
+def test_learned_embedding_is_deterministic_and_unit_length():
+    images = [candidate(photo(name)) for name in ("astronaut", "coffee")]
+    first, again = embedding.query_vectors(images), embedding.query_vectors(images)
+    assert len(first) == 2 and first[0].shape == (2, embedding.DIM)
+    assert np.allclose(np.linalg.norm(np.concatenate(first), axis=1), 1, atol=1e-4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_learned_search_puts_the_source_of_a_copy_with_every_edit_first(eval_index):
+    index, store = eval_index
+    names = ("astronaut", "coffee", "chelsea", "rocket")
+    copies = [candidate(apply_edits(photo(name), EDIT_CHAINS["all"], seed=11)) for name in names]
+    unrelated = [candidate(photo("immunohistochemistry")), candidate(Image.fromarray(skdata.camera()).convert("RGB"))]
+    found = search_neighbours(copies + unrelated, index.images, store, MatchSettings())
+    assert [index.images.items[rows[0][0]].as_py() for rows in found[:4]] == [f"{n}.png" for n in names]
+    nearest_unrelated = max((rows[0][1] for rows in found[4:] if rows), default=-1.0)
+    assert min(rows[0][1] for rows in found[:4]) > nearest_unrelated
+
+
+def test_learned_index_survives_saving_and_loading(eval_index):
+    index = eval_index[0].images
+    loaded = ImageIndex.from_arrays(index.items, index.arrays())
+    assert loaded.learned is not None and len(loaded.learned.rows) == len(index)
+    query = embedding.query_vectors([candidate(photo("coffee"))])
+    assert loaded.learned.search(query, 1, 1, 0.5) == index.learned.search(query, 1, 1, 0.5)
+    hash_only = {name: array for name, array in index.arrays().items() if not name.startswith("learned_")}
+    assert ImageIndex.from_arrays(index.items, hash_only).learned is None
 
 
 def tar_bytes(members: dict[str, bytes]) -> io.BytesIO:

@@ -2,9 +2,9 @@
 
 The index step comes first and is cached under `<output>/dedup/index/<name>/`
 with a fingerprint of everything it depends on (the eval set's files: path,
-size and modification stamp; the text settings; the descriptor's views; the index
-format). A changed eval set gets a new index, and the shards that
-were checked against the old one are checked again. Eval images are read and
+size and modification stamp; the text settings; the descriptor's views; the
+learned embedding's weights; the index format). A changed eval set gets a new
+index, and the shards that were checked against the old one are checked again. Eval images are read and
 described by parallel tasks, `dedup.index_part_size` images each, each part
 written as it finishes, so a killed build resumes.
 
@@ -29,10 +29,12 @@ from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError, EvalSetConfig
 from webli.pipeline.storage import StageDir, shard_name, sum_counts, sum_stats
 from webli.schemas import dedup as dedup_schema
-from webli.stages.dedup import descriptor
+from webli.stages.dedup import descriptor, embedding
 from webli.stages.dedup.evalsets import EvalSetError, ImagePart, fingerprint_entries, image_parts, read_captions
 from webli.stages.dedup.index import (
     INDEX_VERSION,
+    LEARNED,
+    SEARCH_ARRAYS,
     ImageIndex,
     ImagePartFeatures,
     VerificationStore,
@@ -47,8 +49,7 @@ log = logging.getLogger(__name__)
 STAGE = "dedup"
 INDEX_ROOT = f"{STAGE}/index"
 META = "meta.json"
-SEARCH_ARRAYS = ("vectors", "scales", "rows", "centroids", "offsets", "codes")
-VERIFICATION_ARRAYS = ("keypoint_offsets", "keypoints", "descriptors", "thumbs", "details", "sizes")
+VERIFICATION_ARRAYS = ("keypoint_offsets", "keypoints", "descriptors", "thumbs", "details", "sizes", "embeddings")
 IMAGE_ITEMS = pa.schema([pa.field("item", pa.string(), nullable=False)])  # item id per image row of an index
 _STORES: dict[tuple[str, str], VerificationStore] = {}  # per worker process: memory-mapped stores in use
 
@@ -65,7 +66,8 @@ def index_fingerprint(config: Config, eval_set: EvalSetConfig) -> str:
         raise ConfigError(f"dedup.eval_sets[{eval_set.name}]: {err}") from None
     settings = {"version": INDEX_VERSION, "eval_set": eval_set.model_dump(), "files": files,
                 "text": [config.dedup.text_threshold, config.dedup.text_shingle_size, config.dedup.text_num_perm],
-                "views": [descriptor.EVAL_BOXES, descriptor.THUMB, descriptor.DIM]}
+                "views": [descriptor.EVAL_BOXES, descriptor.THUMB, descriptor.DIM],
+                "embedding": embedding.weights_digest()}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -228,11 +230,11 @@ def ensure_index(config: Config, eval_set: EvalSetConfig, client) -> dict:
 def load_search_index(config: Config, meta: dict) -> EvalSetIndex:
     """The broadcast part of an index: descriptors, inverted lists, item ids and the caption LSH."""
     store = index_dir(config, meta["name"])
-    arrays = load_arrays(store, SEARCH_ARRAYS, memory_map=False)
+    arrays = load_arrays(store, SEARCH_ARRAYS + tuple(LEARNED + name for name in SEARCH_ARRAYS), memory_map=False)
     items = store.read_table("images.parquet").column("item").combine_chunks()
     with store.fs.open(store.file("captions.pkl"), "rb") as f:
         captions = pickle.load(f)  # written by build_index above, under the same output root
-    images = ImageIndex(items=items, **arrays) if meta["images_indexed"] else None
+    images = ImageIndex.from_arrays(items, arrays) if meta["images_indexed"] else None
     return EvalSetIndex(meta["name"], meta["fingerprint"], images, captions)
 
 
@@ -250,7 +252,8 @@ def verification_store(root: str, name: str, fingerprint: str) -> VerificationSt
 
 def match_settings(config: Config) -> MatchSettings:
     d = config.dedup
-    return MatchSettings(neighbours=d.image_neighbours, min_similarity=d.image_min_similarity,
+    return MatchSettings(neighbours=d.image_neighbours, learned_neighbours=d.image_learned_neighbours,
+                         min_similarity=d.image_min_similarity,
                          min_inliers=d.image_min_inliers, min_agreement=d.image_min_agreement, probe=d.index_probe)
 
 

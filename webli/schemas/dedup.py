@@ -24,7 +24,7 @@ DEDUP = pa.schema(
         pa.field(IMAGE_DUPLICATE, pa.bool_(), nullable=False),  # a verified near-duplicate of an eval image
         pa.field("image_eval_set", pa.string()),  # the best match (highest similarity) over every eval set
         pa.field("image_eval_item", pa.string()),
-        pa.field("image_similarity", pa.float32()),  # descriptor cosine similarity of that match
+        pa.field("image_similarity", pa.float32()),  # learned-embedding cosine similarity of that match
         pa.field("image_inliers", pa.int32()),  # geometrically consistent local-feature matches (0: compared
         # without local features, the eval image rescaled as a whole; see verify.verify_unaligned)
         pa.field(TEXT_DUPLICATE, pa.bool_(), nullable=False),  # caption near-duplicate of an eval caption

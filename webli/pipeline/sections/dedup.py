@@ -26,9 +26,11 @@ class DedupConfig(Section):
     text_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of caption shingles")
     text_shingle_size: int = Field(5, ge=1, le=16, description="characters per shingle (works without spaces)")
     text_num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
-    image_neighbours: int = Field(8, ge=1, le=64, description="nearest eval images verified per candidate")
-    image_min_similarity: float = Field(0.5, ge=-1, le=1,
-                                        description="descriptor cosine below which a neighbour is not verified")
+    image_neighbours: int = Field(8, ge=1, le=64, description="nearest eval images by the DCT views (hash path)")
+    image_learned_neighbours: int = Field(4, ge=1, le=64, description="nearest eval images by the learned "
+                                                                      "embedding")
+    image_min_similarity: float = Field(0.5, ge=-1, le=1, description="learned-embedding cosine below which a "
+                                                                      "neighbour is not verified")
     image_min_inliers: int = Field(12, ge=4, description="geometrically consistent local matches to accept")
     image_min_agreement: float = Field(0.9, ge=0, le=1, description="share of the textured aligned cells "
                                                                     "(128 px scale, banner band left out) whose "

@@ -61,7 +61,7 @@ FIELD_DESCRIPTIONS = {
     "ocr_margin": "pixels of background margin added for the OCR read that found the words (0: none)",
     "dedup_image_eval_set": "evaluation set of the closest image match",
     "dedup_image_eval_item": "id of the closest evaluation-set image",
-    "dedup_image_similarity": "descriptor cosine similarity to the closest evaluation-set image",
+    "dedup_image_similarity": "learned-embedding cosine similarity to the matched evaluation-set image",
     "dedup_image_inliers": "geometrically consistent local-feature matches with that image",
     "dedup_text_eval_set": "evaluation set of the closest caption match",
     "dedup_text_eval_item": "id of the closest evaluation-set caption",

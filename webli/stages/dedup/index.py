@@ -14,10 +14,14 @@ Two parts, split by how often they are read:
   within HAMMING_MAX bits; queries are processed in batches (one matrix
   product per coarse cell for the whole batch), so numpy's per-call cost is
   shared.
+  Beside it, `ImageIndex.learned`: the same structure over one learned
+  embedding per eval image (embedding.py), searched with the candidate and
+  its mirror image; it finds the copies that carry every edit at once, which
+  the DCT views rank too low.
 - `VerificationStore`, read only for the few neighbours a candidate is
   checked against: each eval image's ORB keypoints (up to 300, 36 bytes each),
-  a 32x32 colour thumbnail, a 128x128 grey detail image (16 KiB) and its
-  normalised size. Saved as .npy files that workers
+  a 32x32 colour thumbnail, a 128x128 grey detail image (16 KiB), its
+  normalised size and its learned embedding (128 bytes). Saved as .npy files that workers
   memory-map, so it costs page cache, not worker memory.
 
 Captions go to a `CaptionIndex` (text.py). Index parts are built by
@@ -34,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.cluster.vq import kmeans2
 
-from webli.stages.dedup import descriptor
+from webli.stages.dedup import descriptor, embedding
 from webli.stages.dedup.evalsets import ImagePart, read_images
 from webli.stages.dedup.images import DecodeError, decode_original, normalise, too_small
 from webli.stages.dedup.verify import (
@@ -49,7 +53,7 @@ from webli.stages.dedup.verify import (
     thumbnail,
 )
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 BRUTE_FORCE_MAX = 50_000  # up to this many view vectors (about 4,000 images), queries compare with all
 LIST_SIZE = 256
 KMEANS_SAMPLE_PER_LIST = 8  # k-means trains on this many sampled vectors per list (at least 65,536)
@@ -58,6 +62,8 @@ ASSIGN_CHUNK = 8192
 CODE_BITS = 64
 HAMMING_MAX = 18  # code distance kept for the exact cosine: a pair at cosine 0.85 stays with p ~ 0.99
 QUERY_BATCH = 256  # queries searched together in the inverted file
+SEARCH_ARRAYS = ("vectors", "scales", "rows", "centroids", "offsets", "codes")
+LEARNED = "learned_"  # file-name prefix of the learned index's search arrays
 
 
 @dataclass
@@ -72,17 +78,19 @@ class ImagePartFeatures:
     thumbs: np.ndarray  # n x THUMB x THUMB x 3 uint8
     details: np.ndarray  # n x DETAIL x DETAIL uint8
     sizes: np.ndarray  # n x 2 uint16 (width, height at the normalised scale)
+    embeddings: np.ndarray  # n x 64 float16, the learned embedding
     rows: list[dict] = field(default_factory=list)  # EVAL_ITEMS rows, one per image read
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"views": self.views, "keypoint_counts": self.keypoint_counts,
                 "keypoints": self.keypoints, "descriptors": self.descriptors, "thumbs": self.thumbs,
-                "details": self.details, "sizes": self.sizes}
+                "details": self.details, "sizes": self.sizes, "embeddings": self.embeddings}
 
 
 def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeatures], np.ndarray, np.ndarray,
-                                                      np.ndarray]:
-    """View descriptors, ORB features, thumbnails, detail images and normalised sizes of decoded RGB eval images."""
+                                                      np.ndarray, np.ndarray]:
+    """View descriptors, ORB features, thumbnails, detail images, normalised sizes and learned embeddings of
+    decoded RGB eval images."""
     normalised = [normalise(image) for image in images]
     views = np.array([descriptor.eval_views(image) for image in normalised], np.float16).reshape(
         -1, descriptor.EVAL_VIEWS, descriptor.DIM)
@@ -90,7 +98,8 @@ def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeat
     thumbs = np.array([thumbnail(image) for image in normalised], np.uint8).reshape(-1, THUMB, THUMB, 3)
     details = np.array([detail_image(image) for image in normalised], np.uint8).reshape(-1, DETAIL, DETAIL)
     sizes = np.array([(image.shape[1], image.shape[0]) for image in normalised], np.uint16).reshape(-1, 2)
-    return views, local, thumbs, details, sizes
+    embeddings = embedding.eval_vectors(normalised)[:, 0].astype(np.float16)
+    return views, local, thumbs, details, sizes, embeddings
 
 
 def build_image_part(part: ImagePart) -> ImagePartFeatures:
@@ -109,9 +118,9 @@ def build_image_part(part: ImagePart) -> ImagePartFeatures:
         if problem is None:
             items.append(image.item)
             decoded.append(rgb)
-    views, local, thumbs, details, sizes = image_features(decoded)
+    views, local, thumbs, details, sizes, embeddings = image_features(decoded)
     return ImagePartFeatures(
-        items=items, views=views,
+        items=items, views=views, embeddings=embeddings,
         keypoint_counts=np.array([len(f) for f in local], np.int32),
         keypoints=np.concatenate([f.points for f in local] or [np.zeros((0, 2))]).astype(np.float16),
         descriptors=np.concatenate([f.descriptors for f in local] or [np.zeros((0, 32), np.uint8)]),
@@ -134,6 +143,7 @@ class ImageIndex:
     centroids: np.ndarray  # grid x (grid + 1) x 64 float32: coarse then list centroids (empty: brute force)
     offsets: np.ndarray  # grid * grid + 1 int64: where each list starts in `vectors`
     codes: np.ndarray | None = None  # views uint64 sign codes, grouped like `vectors` (None: made on first use)
+    learned: ImageIndex | None = None  # the same structure over the learned embeddings (one view per image)
     _dense: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 copy, brute force only
     _fine: np.ndarray | None = field(default=None, repr=False, compare=False)  # fine_centroids, made on first use
 
@@ -193,9 +203,20 @@ class ImageIndex:
         return best_rows(np.zeros(int(keep.sum()), np.int64), self.rows[keep], similarity[keep], 1, neighbours)[0]
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The search arrays by name; the learned index's with the prefix LEARNED."""
         codes = self.codes if self.codes is not None else sign_codes(self.vectors.astype(np.float32) / self.scales)
-        return {"vectors": self.vectors, "scales": self.scales, "rows": self.rows, "centroids": self.centroids,
-                "offsets": self.offsets, "codes": codes}
+        arrays = {"vectors": self.vectors, "scales": self.scales, "rows": self.rows, "centroids": self.centroids,
+                  "offsets": self.offsets, "codes": codes}
+        if self.learned is not None:
+            arrays |= {LEARNED + name: array for name, array in self.learned.arrays().items()}
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, items: pa.Array, arrays: dict[str, np.ndarray]) -> ImageIndex:
+        """The index `arrays()` saved (with its learned index when the arrays hold one)."""
+        own = {name: arrays[name] for name in SEARCH_ARRAYS}
+        learned = {name: arrays[LEARNED + name] for name in SEARCH_ARRAYS if LEARNED + name in arrays}
+        return cls(items=items, **own, learned=cls(items=items, **learned) if len(learned) == len(own) else None)
 
 
 def best_rows(owner: np.ndarray, rows: np.ndarray, similarity: np.ndarray, queries: int,
@@ -343,16 +364,24 @@ def list_positions(lists: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     return positions, np.repeat(view_of_list, lengths)
 
 
-def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, dict[str, np.ndarray]]:
-    """Join parts (in order) into the search index and the verification arrays."""
-    views = np.concatenate([p.views for p in parts] or [np.zeros((0, descriptor.EVAL_VIEWS, descriptor.DIM))])
-    flat = views.reshape(-1, descriptor.DIM).astype(np.float16)
-    view_rows = np.repeat(np.arange(len(views), dtype=np.int32), descriptor.EVAL_VIEWS)
+def search_index(items: pa.Array, views: np.ndarray) -> ImageIndex:
+    """An inverted-file index over images x views x dim unit vectors."""
+    flat = views.reshape(-1, views.shape[2]).astype(np.float16)
+    view_rows = np.repeat(np.arange(len(views), dtype=np.int32), views.shape[1])
     centroids, order, offsets = inverted_lists(flat)
     quantised, scales = quantise(flat[order])
-    index = ImageIndex(items=pa.array([i for p in parts for i in p.items], pa.string()), vectors=quantised,
-                       scales=scales, rows=view_rows[order], centroids=centroids, offsets=offsets,
-                       codes=sign_codes(flat[order]))
+    return ImageIndex(items=items, vectors=quantised, scales=scales, rows=view_rows[order], centroids=centroids,
+                      offsets=offsets, codes=sign_codes(flat[order]))
+
+
+def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, dict[str, np.ndarray]]:
+    """Join parts (in order) into the search index (DCT views, with the learned index) and the verification
+    arrays."""
+    items = pa.array([i for p in parts for i in p.items], pa.string())
+    views = np.concatenate([p.views for p in parts] or [np.zeros((0, descriptor.EVAL_VIEWS, descriptor.DIM))])
+    embeddings = np.concatenate([p.embeddings for p in parts] or [np.zeros((0, embedding.DIM), np.float16)])
+    index = search_index(items, views)
+    index.learned = search_index(items, embeddings[:, None])
     counts = np.concatenate([p.keypoint_counts for p in parts] or [np.zeros(0, np.int32)])
     verification = {
         "keypoint_offsets": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),
@@ -361,13 +390,15 @@ def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, di
         "thumbs": np.concatenate([p.thumbs for p in parts] or [np.zeros((0, THUMB, THUMB, 3), np.uint8)]),
         "details": np.concatenate([p.details for p in parts] or [np.zeros((0, DETAIL, DETAIL), np.uint8)]),
         "sizes": np.concatenate([p.sizes for p in parts] or [np.zeros((0, 2), np.uint16)]),
+        "embeddings": embeddings.astype(np.float16),
     }
     return index, verification
 
 
 @dataclass
 class VerificationStore:
-    """Per eval image row: ORB features, thumbnail, detail image and normalised size (arrays may be memory-mapped)."""
+    """Per eval image row: ORB features, thumbnail, detail image, normalised size and learned embedding (arrays may
+    be memory-mapped)."""
 
     keypoint_offsets: np.ndarray
     keypoints: np.ndarray
@@ -375,6 +406,7 @@ class VerificationStore:
     thumbs: np.ndarray
     details: np.ndarray
     sizes: np.ndarray
+    embeddings: np.ndarray
 
     def features(self, row: int) -> LocalFeatures:
         start, end = int(self.keypoint_offsets[row]), int(self.keypoint_offsets[row + 1])
@@ -383,6 +415,10 @@ class VerificationStore:
 
     def thumb(self, row: int) -> np.ndarray:
         return np.ascontiguousarray(self.thumbs[row])
+
+    def embedding(self, row: int) -> np.ndarray:
+        """The eval image's learned embedding (float32)."""
+        return np.asarray(self.embeddings[row], np.float32)
 
     def size(self, row: int) -> tuple[int, int]:
         width, height = self.sizes[row]

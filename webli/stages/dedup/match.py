@@ -1,12 +1,15 @@
 """Matching candidate images against one eval set's image index: cheap search, then the precise check.
 
-Per candidate: its view descriptors (descriptor.py), the nearest eval images
-from the inverted file, and only when some neighbour is close
-enough, ORB features of the candidate (both orientations, computed once) and
-the pair check of verify.py against each neighbour, best descriptor
-similarity first (with local features; for a neighbour they do not align,
-without them when the aspect ratios match). The accepted neighbour with the
-most inliers wins (a match made without local features counts 0 inliers).
+Per candidate: the nearest eval images by two searches, the DCT views
+(descriptor.py, the cheap hash path) and the learned embedding (embedding.py,
+which also finds copies carrying every edit at once); every neighbour either
+returns is scored by the learned cosine (the better of the candidate and its
+mirror image) and checked when that is at least `min_similarity`. Only then
+are the candidate's ORB features computed (both orientations, once), and the
+pair check of verify.py runs against each neighbour, most similar first (with
+local features; for a neighbour they do not align, without them when the
+aspect ratios match). The accepted neighbour with the most inliers wins (a
+match made without local features counts 0 inliers).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webli.stages.dedup import descriptor
+from webli.stages.dedup import descriptor, embedding
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.verify import (
     ORB_FEATURES_QUERY,
@@ -32,16 +35,20 @@ from webli.stages.dedup.verify import (
 class MatchSettings:
     """How far the search looks and what the check accepts (from DedupConfig)."""
 
-    neighbours: int = 8
-    min_similarity: float = 0.5
+    neighbours: int = 8  # from the DCT views
+    learned_neighbours: int = 4  # from the learned embedding
+    min_similarity: float = 0.5  # learned cosine
     min_inliers: int = 12
     min_agreement: float = 0.9
     probe: int = 4
 
 
+HASH_MIN_SIMILARITY = 0.5  # DCT view cosine under which the hash search returns no neighbour
+
+
 @dataclass(frozen=True)
 class ImageMatch:
-    """A verified near-duplicate: the eval item, the descriptor similarity and the check's numbers."""
+    """A verified near-duplicate: the eval item, the learned cosine and the check's numbers."""
 
     item: str
     row: int
@@ -98,12 +105,36 @@ def best_match(candidate: Candidate, neighbours: list[tuple[int, float]], index:
     return min(accepted, key=lambda m: (-m.inliers, -m.similarity, m.row), default=None)
 
 
+def scored_neighbours(found: list[tuple[int, float]], learned: np.ndarray, store: VerificationStore,
+                      min_similarity: float) -> list[tuple[int, float]]:
+    """The rows found by either search, each with its learned cosine to the candidate (`learned`: 2 x DIM, the
+    candidate and its mirror image), at least `min_similarity`, most similar first (ties: lower row)."""
+    rows = dict.fromkeys(row for row, _ in found)
+    scored = [(row, float((learned @ store.embedding(row)).max())) for row in rows]
+    return sorted([(row, s) for row, s in scored if s >= min_similarity], key=lambda pair: (-pair[1], pair[0]))
+
+
+def search_neighbours(images: list[np.ndarray], index: ImageIndex, store: VerificationStore, settings: MatchSettings,
+                      views: list[np.ndarray] | None = None,
+                      learned: list[np.ndarray] | None = None) -> list[list[tuple[int, float]]]:
+    """Per normalised candidate image, the eval rows worth checking with their learned cosine (`views`,
+    `learned`: the DCT query views and learned query vectors, computed here when not given)."""
+    views = [descriptor.query_views(image) for image in images] if views is None else views
+    learned = embedding.query_vectors(images) if learned is None else learned
+    found = index.search(views, settings.neighbours, settings.probe, HASH_MIN_SIMILARITY)
+    if index.learned is not None:
+        by_embedding = index.learned.search(learned, settings.learned_neighbours, settings.probe,
+                                            settings.min_similarity)
+        found = [hashed + embedded for hashed, embedded in zip(found, by_embedding)]
+    return [scored_neighbours(rows, vectors, store, settings.min_similarity) for rows, vectors in zip(found, learned)]
+
+
 def match_images(images: list[np.ndarray], index: ImageIndex, store: VerificationStore, settings: MatchSettings,
-                 views: list[np.ndarray] | None = None) -> list[ImageMatch | None]:
-    """The verified eval match (or None) of each normalised candidate image (`views`: their query views)."""
+                 views: list[np.ndarray] | None = None,
+                 learned: list[np.ndarray] | None = None) -> list[ImageMatch | None]:
+    """The verified eval match (or None) of each normalised candidate image (see `search_neighbours`)."""
     if not images or len(index) == 0:
         return [None] * len(images)
-    views = [descriptor.query_views(image) for image in images] if views is None else views
-    neighbours = index.search(views, settings.neighbours, settings.probe, settings.min_similarity)
-    return [best_match(Candidate(image), found, index, store, settings) if found else None
-            for image, found in zip(images, neighbours)]
+    neighbours = search_neighbours(images, index, store, settings, views, learned)
+    return [best_match(Candidate(image), rows, index, store, settings) if rows else None
+            for image, rows in zip(images, neighbours)]

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from webli import schemas
 from webli.schemas import dedup as dedup_schema
-from webli.stages.dedup import descriptor
+from webli.stages.dedup import descriptor, embedding
 from webli.stages.dedup.images import DecodeError, candidate_content, decode_candidate, normalise, too_small
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.match import ImageMatch, MatchSettings, match_images
@@ -91,6 +91,7 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     pictures = [prepared[i][0] for i in checkable]
     needs_views = any(index.images is not None and len(index.images) for index, _ in indexes)
     views = [descriptor.query_views(picture) for picture in pictures] if needs_views else None
+    learned = embedding.query_vectors(pictures) if needs_views else None
     captions = success.column(schemas.CAPTION).to_pylist()
     best_image: list[tuple[str, ImageMatch] | None] = [None] * len(keys)
     best_text: list[tuple[str, TextMatch] | None] = [None] * len(keys)
@@ -98,7 +99,8 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     for index, store in indexes:
         image_hits, text_hits = set(), set()
         if index.images is not None and store is not None and len(index.images) and pictures:
-            for position, match in zip(checkable, match_images(pictures, index.images, store, settings, views)):
+            matches = match_images(pictures, index.images, store, settings, views, learned)
+            for position, match in zip(checkable, matches):
                 if match is not None:
                     image_hits.add(position)
                     if _better_image(best_image[position], match):
