@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pickle
 import random
 import sys
@@ -46,13 +47,14 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import cv2
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a Dask worker runs it (torch reads this on import)
+import cv2  # noqa: E402
 import imagehash
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dedup_corpus import REALWEB_WWW, is_bench_family, load_rgb, scan_corpus  # noqa: E402
+from bench_dedup_corpus import REALWEB_WWW, family_of, is_bench_family, load_rgb, scan_corpus  # noqa: E402
 from common import RESULTS_DIR, command_line, log, machine_note, md_table, require_site  # noqa: E402
 
 from webli.pipeline.config import DownloadConfig  # noqa: E402
@@ -357,6 +359,24 @@ def negatives_table(outcomes: list[dict]) -> str:
     return md_table(["negatives", "images", "flagged", "false-positive rate"], rows)
 
 
+def flagged_negatives_table(outcomes: list[dict], benchmark: dict) -> str:
+    """The negatives flagged at the defaults, by what they are (their family in the corpus)."""
+    groups: Counter = Counter()
+    for outcome, candidate in zip(outcomes, benchmark["candidates"]):
+        if outcome["kind"] in ("easy", "hard") and outcome["match_row"] >= 0:
+            family = family_of(candidate["path"])
+            if outcome["kind"] == "easy":
+                group = "another image of the same manual (other family)"
+            elif family == "gimp/taj":
+                group = "another GIMP filter output of the Taj Mahal photo"
+            elif family.startswith("wallpaper/"):
+                group = "another file of the same wallpaper (preview screenshot, dark or portrait version)"
+            else:
+                group = "the same screenshot in another language, or another version of it"
+            groups[group] += 1
+    return md_table(["negatives flagged at the defaults", "count"], [[g, n] for g, n in groups.most_common()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=int, default=300, help="eval images")
@@ -461,6 +481,8 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         per_kind_table(outcomes, settings),
         "",
         negatives_table(outcomes),
+        "",
+        flagged_negatives_table(outcomes, benchmark),
         "",
         f"The check alone: of the positives whose eval image the search returned, {pct(check_rate)} were "
         "accepted with the right item.",
