@@ -79,10 +79,18 @@ SAME_PICTURE_LEVELS = 16  # per-channel tolerance of that pixel agreement
 SAME_PICTURE_SIDE = 256  # the comparison's height at most
 
 
-def pick_eval(corpus, count: int, seed: int = 0) -> list:
-    """Wallpapers and the Taj Mahal photo first, then one random image of random families."""
+SPLITS = {"bench": is_bench_family, "validation": lambda family: not is_bench_family(family)}
+
+
+def cache_file(kind: str, split: str, count: int) -> Path:
+    """A cached file of the benchmark (split "bench") or of the validation benchmark."""
+    return WORK / (f"{kind}-{count}.pkl" if split == "bench" else f"{kind}-{split}-{count}.pkl")
+
+
+def pick_eval(corpus, count: int, split: str = "bench", seed: int = 0) -> list:
+    """Wallpapers and the Taj Mahal photo first (benchmark split), then one random image of random families."""
     rng = random.Random(seed)
-    bench = [image for image in corpus if is_bench_family(image.family)]
+    bench = [image for image in corpus if SPLITS[split](image.family)]
     by_family = defaultdict(list)
     for image in bench:
         by_family[image.family].append(image)
@@ -115,13 +123,13 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def build_benchmark(eval_count: int) -> dict:
+def build_benchmark(eval_count: int, split: str = "bench") -> dict:
     """Eval images, positives and negatives (cached under /tmp/webli-dedup-bench)."""
-    cache = WORK / f"benchmark-{eval_count}.pkl"
+    cache = cache_file("benchmark", split, eval_count)
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
     corpus = scan_corpus()
-    evals = pick_eval(corpus, eval_count)
+    evals = pick_eval(corpus, eval_count, split)
     resizer = ProbingResizer(DownloadConfig(min_image_size=0, max_aspect_ratio=10))
     candidates = []
     for index, image in enumerate(evals):
@@ -133,12 +141,12 @@ def build_benchmark(eval_count: int) -> dict:
                 candidates.append({"sample": sample, "label": index, "kind": chain, "path": image.path})
     eval_paths, eval_families = {i.path for i in evals}, {i.family for i in evals}
     for image in corpus:
-        if is_bench_family(image.family) and image.path not in eval_paths:
+        if SPLITS[split](image.family) and image.path not in eval_paths:
             sample = downloaded(resizer, (REALWEB_WWW / image.path).read_bytes())
             if sample:
                 kind = "hard" if image.family in eval_families else "easy"
                 candidates.append({"sample": sample, "label": -1, "kind": kind, "path": image.path})
-    benchmark = {"evals": [i.path for i in evals], "candidates": candidates}
+    benchmark = {"evals": [i.path for i in evals], "candidates": candidates, "split": split}
     WORK.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps(benchmark))
     return benchmark
@@ -157,7 +165,7 @@ def same_picture(benchmark: dict) -> dict[int, tuple[str, float]]:
 
     Every negative is compared with every eval image of the same aspect ratio (within 2%); cached.
     """
-    cache = WORK / f"same-picture-{len(benchmark['evals'])}.pkl"
+    cache = cache_file("same-picture", benchmark.get("split", "bench"), len(benchmark["evals"]))
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
     evals = [load_rgb(p, max_side=1024) for p in benchmark["evals"]]
@@ -216,7 +224,7 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
     hash_top = index.search(views, 1, settings.probe, -1.0)
-    loose = MatchSettings(**{**settings.__dict__, "min_inliers": 8, "min_agreement": 0.0})
+    loose = MatchSettings(**{**settings.__dict__, "min_inliers": 8, "min_agreement": 0.0, "max_local_change": 0})
     outcomes = []
     started = time.perf_counter()
     for candidate, image, found, hashed in zip(benchmark["candidates"], images, neighbours, hash_top):
@@ -225,8 +233,9 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
         checks = []
         for row, similarity in found:
             v = check_neighbour(query, store, row, loose)
-            unaligned = v.reason == "match_unaligned" or check_unaligned(query, store, row).accepted
-            checks.append((row, similarity, v.inliers, v.agreement, v.accepted and v.reason == "match", unaligned))
+            unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row)
+            checks.append((row, similarity, v.inliers, v.agreement, v.accepted and v.reason == "match",
+                           v.local_change, unaligned.accepted, unaligned.local_change))
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
@@ -239,13 +248,20 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     return outcomes, timings
 
 
-def decide(outcomes: list[dict], min_inliers: int, min_agreement: float) -> None:
+def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0) -> None:
     """Set each outcome's `match_row`: the passing neighbour with the most inliers, as the stage decides
-    (a neighbour passes with local features at these thresholds, or else without them: `verify_unaligned`)."""
+    (a neighbour passes with local features at these thresholds, or else without them: `verify_unaligned`;
+    either way its largest group of disagreeing cells must be under `max_local_change`, unless that is 0)."""
+    def small(change: int) -> bool:
+        return not max_local_change or change < max_local_change
+
     for o in outcomes:
-        passing = [(-inl, -sim, row) if ok and inl >= min_inliers and agreement >= min_agreement else (0, -sim, row)
-                   for row, sim, inl, agreement, ok, unaligned in o["checks"]
-                   if (ok and inl >= min_inliers and agreement >= min_agreement) or unaligned]
+        passing = []
+        for row, sim, inliers, agreement, ok, change, unaligned, unaligned_change in o["checks"]:
+            if ok and inliers >= min_inliers and agreement >= min_agreement and small(change):
+                passing.append((-inliers, -sim, row))
+            elif unaligned and small(unaligned_change):
+                passing.append((0, -sim, row))
         o["match_row"] = min(passing)[2] if passing else -1
 
 
@@ -380,14 +396,19 @@ def flagged_negatives_table(outcomes: list[dict], benchmark: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=int, default=300, help="eval images")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "dedup.md")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="bench",
+                        help="bench: the benchmark's families (the report); validation: the training families, "
+                             "to choose settings on without looking at the benchmark")
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark")
     parser.add_argument("--reuse-outcomes", action="store_true",
                         help="reuse the matcher outcomes of the last run (to re-report with other thresholds)")
     arguments = parser.parse_args()
+    out = arguments.out or RESULTS_DIR / ("dedup.md" if arguments.split == "bench" else f"dedup_{arguments.split}.md")
+    outcomes_file = cache_file("outcomes", arguments.split, arguments.eval)
     require_site()
     started = time.perf_counter()
-    benchmark = build_benchmark(arguments.eval)
+    benchmark = build_benchmark(arguments.eval, arguments.split)
     log(f"benchmark: {len(benchmark['evals'])} eval images, {len(benchmark['candidates'])} candidates "
         f"({time.perf_counter() - started:.0f} s)")
     if arguments.build_only:
@@ -396,18 +417,18 @@ def main() -> None:
     index, store, build_seconds = build_index(benchmark["evals"])
     log(f"index of {len(index)} eval images built in {build_seconds:.1f} s")
     if arguments.reuse_outcomes:
-        saved = pickle.loads((WORK / "outcomes.pkl").read_bytes())
+        saved = pickle.loads(outcomes_file.read_bytes())
         outcomes, timings = saved if isinstance(saved, tuple) else (saved, Counter())
     else:
         outcomes, timings = run_matcher(benchmark, index, store, settings)
-        (WORK / "outcomes.pkl").write_bytes(pickle.dumps((outcomes, timings)))
+        outcomes_file.write_bytes(pickle.dumps((outcomes, timings)))
     copies = same_picture(benchmark)
     for position, outcome in enumerate(outcomes):
         if position in copies:
             outcome["kind"] = "copy"
     log(f"{len(copies)} negatives are copies of an eval image (not scored)")
-    grid = threshold_grid(outcomes)
-    decide(outcomes, settings.min_inliers, settings.min_agreement)
+    grid = threshold_grid(outcomes, settings)
+    decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change)
     precision, recall, right, wrong_item, false = precision_recall(outcomes)
     original_labels = precision_recall(outcomes, copies_as_negatives=True)
     positives = sum(o["positive"] for o in outcomes)
@@ -426,20 +447,24 @@ def main() -> None:
     eval_images = [normalise(load_rgb(p, max_side=1024)) for p in benchmark["evals"]]
     candidate_images = [candidate_image(c) for c in benchmark["candidates"]]
     hashes = baselines(benchmark, eval_images, candidate_images, set(copies))
-    report(arguments.out, benchmark, settings, outcomes, timings, build_seconds, hashes, alone,
+    report(out, benchmark, settings, outcomes, timings, build_seconds, hashes, alone,
            check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies)
-    print(arguments.out.read_text())
+    print(out.read_text())
 
 
-def threshold_grid(outcomes: list[dict]) -> str:
-    """Precision and recall of the check's two thresholds around the defaults."""
+def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
+    """Precision and recall of the check's thresholds around the defaults: inliers x agreement, then the
+    largest group of disagreeing cells allowed."""
     rows = []
-    for min_inliers in (10, 12, 15, 20):
-        for min_agreement in (0.8, 0.85, 0.9, 0.95):
-            decide(outcomes, min_inliers, min_agreement)
-            precision, recall, _, wrong_item, false = precision_recall(outcomes)
-            rows.append([min_inliers, min_agreement, f"{precision:.4f}", f"{recall:.4f}", wrong_item, false])
-    return md_table(["min inliers", "min agreement", "precision", "recall", "wrong item", "negatives flagged"], rows)
+    points = [(i, a, settings.max_local_change) for i in (10, 12, 15, 20) for a in (0.8, 0.85, 0.9, 0.95)]
+    points += [(settings.min_inliers, a, c) for a in (0.85, 0.9) for c in (0, 2, 3, 4, 5, 6, 8)]
+    for min_inliers, min_agreement, max_local_change in points:
+        decide(outcomes, min_inliers, min_agreement, max_local_change)
+        precision, recall, _, wrong_item, false = precision_recall(outcomes)
+        rows.append([min_inliers, min_agreement, max_local_change or "no limit", f"{precision:.4f}",
+                     f"{recall:.4f}", wrong_item, false])
+    return md_table(["min inliers", "min agreement", "max local change (cells)", "precision", "recall",
+                     "wrong item", "negatives flagged"], rows)
 
 
 def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[dict], timings: Counter,
@@ -465,7 +490,8 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         "Single run (deterministic counts; only the timings vary with the machine's load).",
         "",
         f"Benchmark (see `benchmarks/bench_dedup.py`): {len(benchmark['evals'])} eval images from the realweb "
-        f"corpus's benchmark families, {positives:,} positives (each eval image under "
+        f"corpus's {'benchmark' if benchmark.get('split', 'bench') == 'bench' else 'training (validation split)'} "
+        f"families, {positives:,} positives (each eval image under "
         f"{len(EDIT_CHAINS)} edit chains, then the download stage's resizer: 256 px, white border, JPEG 95), "
         f"{n - positives - len(copies):,} negatives (every other image of those families, through the same "
         f"resizer) and {len(copies)} copies of eval images found among the corpus images (not scored; see below).",
@@ -496,9 +522,10 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         "",
         "</details>",
         "",
-        "The check's thresholds (`dedup.image_min_inliers`, `dedup.image_min_agreement`; they apply to pairs "
+        "The check's thresholds (`dedup.image_min_inliers`, `dedup.image_min_agreement`: they apply to pairs "
         "aligned by ORB + RANSAC, pairs compared without local features keep their fixed threshold, "
-        "`verify.UNALIGNED_MIN_AGREEMENT`):",
+        "`verify.UNALIGNED_MIN_AGREEMENT`; `dedup.image_max_local_change`: the largest group of neighbouring "
+        "disagreeing cells allowed, on both kinds of pair):",
         "",
         grid,
         "",

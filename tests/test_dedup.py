@@ -383,6 +383,21 @@ def test_check_rejects_the_same_photo_with_another_part_painted_over():
     assert not result.accepted and result.reason in ("content", "colour")
 
 
+def test_check_refuses_a_copy_with_one_part_changed_by_the_size_of_the_change():
+    original = photo("astronaut")
+    changed = np.asarray(original).copy()
+    changed[180:280, 200:300] = np.asarray(photo("coffee"))[100:200, 100:200]  # one part replaced (another icon)
+    entry = eval_entry(original)
+    image = candidate(Image.fromarray(changed))
+    loose = verify_pair(orb_features(grey(image), 500), image, entry, 12, 0.9)
+    assert loose.accepted and loose.local_change >= 4  # most cells still agree: the agreement alone accepts it
+    strict = verify_pair(orb_features(grey(image), 500), image, entry, 12, 0.9, max_local_change=4)
+    assert not strict.accepted and strict.reason == "local_change"
+    for chain in ("jpeg", "resize", "jitter"):  # edits that change the whole picture a little are still accepted
+        copy = candidate(apply_edits(original, EDIT_CHAINS[chain], seed=1))
+        assert verify_pair(orb_features(grey(copy), 500), copy, entry, 12, 0.9, max_local_change=4).accepted, chain
+
+
 # --- matcher and shard verdicts ----------------------------------------------------------------------------
 
 

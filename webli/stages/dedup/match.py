@@ -39,7 +39,8 @@ class MatchSettings:
     learned_neighbours: int = 4  # from the learned embedding
     min_similarity: float = 0.5  # learned cosine
     min_inliers: int = 12
-    min_agreement: float = 0.9
+    min_agreement: float = 0.85
+    max_local_change: int = 4  # cells; 0: no limit
     probe: int = 4
 
 
@@ -77,19 +78,20 @@ def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, se
     """The better of the two orientations of the candidate against one eval image; when neither is
     accepted with local features, the better of the two compared without them (`verify_unaligned`)."""
     target = store.entry(row)
-    results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work)
-               for image, features, work in candidate.orientations()]
+    results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
+                           settings.max_local_change) for image, features, work in candidate.orientations()]
     best = max(results, key=lambda v: (v.accepted, v.inliers))
     if best.accepted:
         return best
-    unaligned = check_unaligned(candidate, store, row)
+    unaligned = check_unaligned(candidate, store, row, settings.max_local_change)
     return unaligned if unaligned.accepted else best
 
 
-def check_unaligned(candidate: Candidate, store: VerificationStore, row: int) -> Verification:
+def check_unaligned(candidate: Candidate, store: VerificationStore, row: int,
+                    max_local_change: int = 0) -> Verification:
     """The better of the two orientations of the candidate against one eval image, without local features."""
     target = store.entry(row)
-    results = [verify_unaligned(image, target, work) for image, _, work in candidate.orientations()]
+    results = [verify_unaligned(image, target, work, max_local_change) for image, _, work in candidate.orientations()]
     return max(results, key=lambda v: (v.accepted, v.agreement))
 
 

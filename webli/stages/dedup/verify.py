@@ -27,7 +27,11 @@
    `min_agreement` of the remaining textured cells must correlate. This is
    what tells two dialogs of the same program apart (their text lines and
    widgets differ cell by cell although ORB finds many shared corners) and
-   rejects another edit of the same photo that changes its texture.
+   rejects another edit of the same photo that changes its texture. And the
+   cells that disagree must not form a group (8-connected) of
+   `max_local_change` cells or more: JPEG, resizing and jitter make scattered
+   cells disagree, a changed part of the picture (another tool highlighted,
+   a translated label) makes neighbouring cells disagree together.
 5. Pairs ORB cannot align (a flat screenshot, a blurred small copy: too few
    inliers) are still compared when the candidate has the eval image's aspect
    ratio, as the whole eval image (or its mirror) rescaled, by steps 3 and 4
@@ -88,7 +92,9 @@ class Verification:
     accepted: bool
     inliers: int
     agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
-    reason: str  # "match", "match_unaligned" or why not (few_matches, geometry, coverage, aspect, colour, content)
+    reason: str  # "match", "match_unaligned" or why not (few_matches, geometry, coverage, aspect, colour, content,
+    # local_change)
+    local_change: int = 0  # cells in the largest connected group of disagreeing cells (0 before that test)
 
 
 @dataclass(frozen=True)
@@ -267,14 +273,22 @@ def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return kept
 
 
-def structure_agreement(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
-    """Share of the textured cells (outside the banner band) where the aligned images correlate."""
+def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
+    """(share of the textured cells, outside the banner band, where the aligned images correlate; cells in the
+    largest 8-connected group of those cells that do not)."""
     correlation, textured, inside = cell_correlation(candidate, reference, valid)
     agree = correlation >= CELL_CORRELATION
     compared = without_banner(textured & ~agree, inside) & textured
     if compared.sum() < MIN_TEXTURED:
-        return 0.0
-    return float(agree[compared].mean())
+        return 0.0, 0
+    groups, _, sizes, _ = cv2.connectedComponentsWithStats((compared & ~agree).astype(np.uint8), connectivity=8)
+    largest = int(sizes[1:, cv2.CC_STAT_AREA].max()) if groups > 1 else 0
+    return float(agree[compared].mean()), largest
+
+
+def structure_agreement(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    """Share of the textured cells (outside the banner band) where the aligned images correlate."""
+    return structure_comparison(candidate, reference, valid)[0]
 
 
 def robust_colour_fit(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -346,8 +360,9 @@ def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarra
 
 
 def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
-                  query_grey: np.ndarray | None = None) -> tuple[bool, float]:
-    """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement).
+                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int]:
+    """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement, largest group
+    of disagreeing cells).
 
     `query_grey` is the candidate's `working_grey` (computed here when not given).
     """
@@ -356,14 +371,28 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
     fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
     if (not plausible or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
             or hue_disagreement(candidate, fitted, valid) > MAX_HUE_WRONG):
-        return False, 0.0
+        return False, 0.0, 0
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
-    return True, structure_agreement(query_grey, reference, inside & turned_frame(matrix, query_grey.shape))
+    return True, *structure_comparison(query_grey, reference, inside & turned_frame(matrix, query_grey.shape))
+
+
+def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
+                    min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
+                    accepted_as: str) -> Verification:
+    """Steps 3 and 4 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells)."""
+    colour, agreement, local_change = content_check(matrix, query_rgb, target, query_grey)
+    if not colour:
+        return Verification(False, inliers, 0.0, "colour")
+    if agreement < min_agreement:
+        return Verification(False, inliers, agreement, "content", local_change)
+    if max_local_change and local_change >= max_local_change:
+        return Verification(False, inliers, agreement, "local_change", local_change)
+    return Verification(True, inliers, agreement, accepted_as, local_change)
 
 
 def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
-                min_agreement: float, query_grey: np.ndarray | None = None) -> Verification:
+                min_agreement: float, query_grey: np.ndarray | None = None, max_local_change: int = 0) -> Verification:
     """Check one orientation of a candidate against one eval image (see the module docstring)."""
     matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
@@ -373,15 +402,11 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, 
         return Verification(False, inliers, 0.0, "geometry")
     if covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
         return Verification(False, inliers, 0.0, "coverage")
-    colour, agreement = content_check(matrix, query_rgb, target, query_grey)
-    if not colour:
-        return Verification(False, inliers, 0.0, "colour")
-    if agreement < min_agreement:
-        return Verification(False, inliers, agreement, "content")
-    return Verification(True, inliers, agreement, "match")
+    return content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey, "match")
 
 
-def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None) -> Verification:
+def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
+                     max_local_change: int = 0) -> Verification:
     """The check without local features, for pairs ORB cannot align (flat screenshots, blurred copies):
     when the candidate has the eval image's aspect ratio, compare it as the whole eval image rescaled
     (no crop, no turn) and accept only at UNALIGNED_MIN_AGREEMENT, stricter than with a RANSAC transform."""
@@ -390,9 +415,5 @@ def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.nd
     if abs(np.log((width / height) / (eval_width / eval_height))) > ASPECT_TOLERANCE:
         return Verification(False, 0, 0.0, "aspect")
     matrix = np.array([[eval_width / width, 0.0, 0.0], [0.0, eval_height / height, 0.0]])
-    colour, agreement = content_check(matrix, query_rgb, target, query_grey)
-    if not colour:
-        return Verification(False, 0, 0.0, "colour")
-    if agreement < UNALIGNED_MIN_AGREEMENT:
-        return Verification(False, 0, agreement, "content")
-    return Verification(True, 0, agreement, "match_unaligned")
+    return content_verdict(matrix, query_rgb, target, 0, UNALIGNED_MIN_AGREEMENT, max_local_change, query_grey,
+                           "match_unaligned")
