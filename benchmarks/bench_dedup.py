@@ -224,7 +224,7 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
     hash_top = index.search(views, 1, settings.probe, -1.0)
-    loose = MatchSettings(**{**settings.__dict__, "min_inliers": 8, "min_agreement": 0.0, "max_local_change": 0})
+    loose = MatchSettings(**{**settings.__dict__, "min_agreement": 0.0, "max_local_change": 0})
     outcomes = []
     started = time.perf_counter()
     for candidate, image, found, hashed in zip(benchmark["candidates"], images, neighbours, hash_top):
@@ -233,9 +233,10 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
         checks = []
         for row, similarity in found:
             v = check_neighbour(query, store, row, loose)
+            path = {"match": "orb", "match_template": "template"}.get(v.reason) if v.accepted else None
             unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row)
-            checks.append((row, similarity, v.inliers, v.agreement, v.accepted and v.reason == "match",
-                           v.local_change, unaligned.accepted, unaligned.local_change))
+            checks.append((row, similarity, path, v.inliers, v.agreement, v.local_change, unaligned.accepted,
+                           unaligned.local_change))
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
@@ -250,16 +251,20 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
 
 def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0) -> None:
     """Set each outcome's `match_row`: the passing neighbour with the most inliers, as the stage decides
-    (a neighbour passes with local features at these thresholds, or else without them: `verify_unaligned`;
-    either way its largest group of disagreeing cells must be under `max_local_change`, unless that is 0)."""
+    (a neighbour passes aligned by ORB or by template matching at these thresholds, or else compared without
+    a transform: `verify_unaligned`; either way its largest group of disagreeing cells must be under
+    `max_local_change`, unless that is 0). The checks were recorded at the default inlier threshold, so
+    `min_inliers` must be at least that (a pair under it went to template matching)."""
     def small(change: int) -> bool:
         return not max_local_change or change < max_local_change
 
     for o in outcomes:
         passing = []
-        for row, sim, inliers, agreement, ok, change, unaligned, unaligned_change in o["checks"]:
-            if ok and inliers >= min_inliers and agreement >= min_agreement and small(change):
+        for row, sim, path, inliers, agreement, change, unaligned, unaligned_change in o["checks"]:
+            if path == "orb" and inliers >= min_inliers and agreement >= min_agreement and small(change):
                 passing.append((-inliers, -sim, row))
+            elif path == "template" and agreement >= min_agreement and small(change):
+                passing.append((0, -sim, row))
             elif unaligned and small(unaligned_change):
                 passing.append((0, -sim, row))
         o["match_row"] = min(passing)[2] if passing else -1
@@ -453,11 +458,10 @@ def main() -> None:
 
 
 def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
-    """Precision and recall of the check's thresholds around the defaults: inliers x agreement, then the
-    largest group of disagreeing cells allowed."""
+    """Precision and recall of the check's thresholds around the defaults: agreement x the largest group of
+    disagreeing cells allowed (inliers at the default, the threshold the checks were recorded at)."""
     rows = []
-    points = [(i, a, settings.max_local_change) for i in (10, 12, 15, 20) for a in (0.8, 0.85, 0.9, 0.95)]
-    points += [(settings.min_inliers, a, c) for a in (0.85, 0.9) for c in (0, 2, 3, 4, 5, 6, 8)]
+    points = [(settings.min_inliers, a, c) for a in (0.8, 0.85, 0.9, 0.95) for c in (0, 2, 3, 4, 5, 6, 8)]
     for min_inliers, min_agreement, max_local_change in points:
         decide(outcomes, min_inliers, min_agreement, max_local_change)
         precision, recall, _, wrong_item, false = precision_recall(outcomes)
@@ -522,10 +526,10 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         "",
         "</details>",
         "",
-        "The check's thresholds (`dedup.image_min_inliers`, `dedup.image_min_agreement`: they apply to pairs "
-        "aligned by ORB + RANSAC, pairs compared without local features keep their fixed threshold, "
-        "`verify.UNALIGNED_MIN_AGREEMENT`; `dedup.image_max_local_change`: the largest group of neighbouring "
-        "disagreeing cells allowed, on both kinds of pair):",
+        f"The check's thresholds at `dedup.image_min_inliers` {settings.min_inliers} (`dedup.image_min_agreement` "
+        "applies to pairs aligned by ORB + RANSAC or by template matching, pairs compared without a transform "
+        "keep their fixed threshold, `verify.UNALIGNED_MIN_AGREEMENT`; `dedup.image_max_local_change`, the "
+        "largest group of neighbouring disagreeing cells allowed, applies to all):",
         "",
         grid,
         "",

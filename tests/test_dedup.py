@@ -43,6 +43,7 @@ from webli.stages.dedup.verify import (
     grey,
     orb_features,
     structure_agreement,
+    template_transform,
     thumbnail,
     turned_frame,
     verify_pair,
@@ -396,6 +397,32 @@ def test_check_refuses_a_copy_with_one_part_changed_by_the_size_of_the_change():
     for chain in ("jpeg", "resize", "jitter"):  # edits that change the whole picture a little are still accepted
         copy = candidate(apply_edits(original, EDIT_CHAINS[chain], seed=1))
         assert verify_pair(orb_features(grey(copy), 500), copy, entry, 12, 0.9, max_local_change=4).accepted, chain
+
+
+@pytest.mark.parametrize("chain", ["crop", "crop+flip+jpeg", "resize", "jpeg"])
+def test_template_matching_aligns_copies_orb_is_not_trusted_with(chain):
+    original = photo("astronaut")
+    entry = eval_entry(original)
+    copy = candidate(apply_edits(original, EDIT_CHAINS[chain], seed=2))
+    never_enough = 10 ** 6  # no ORB transform is accepted: only the template placement can align the pair
+    results = [verify_pair(orb_features(grey(image), 500), image, entry, never_enough, 0.85, max_local_change=4)
+               for image in (copy, np.ascontiguousarray(copy[:, ::-1]))]
+    assert any(r.accepted and r.reason == "match_template" and r.inliers == 0 for r in results), results
+    for other in ("coffee", "chelsea", "rocket"):
+        image = candidate(photo(other))
+        assert not verify_pair(orb_features(grey(image), 500), image, entry, never_enough, 0.85).accepted
+
+
+def test_template_placement_finds_a_crop_where_it_was_cut():
+    original = photo("coffee")  # 600 x 400
+    entry = eval_entry(original)
+    crop = candidate(original.crop((90, 40, 570, 360)))  # 80% of the width and height, offset (90, 40)
+    matrix = template_transform(crop, entry)
+    height, width = crop.shape[:2]
+    corner, far = matrix @ [0, 0, 1], matrix @ [width, height, 1]
+    scale = entry.size[0] / 600  # original pixels -> normalised pixels
+    assert np.allclose(corner, [90 * scale, 40 * scale], atol=6)
+    assert np.allclose(far, [570 * scale, 360 * scale], atol=6)
 
 
 # --- matcher and shard verdicts ----------------------------------------------------------------------------

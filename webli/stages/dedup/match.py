@@ -6,9 +6,10 @@ which also finds copies carrying every edit at once); every neighbour either
 returns is scored by the learned cosine (the better of the candidate and its
 mirror image) and checked when that is at least `min_similarity`. Only then
 are the candidate's ORB features computed (both orientations, once), and the
-pair check of verify.py runs against each neighbour, most similar first (with
-local features; for a neighbour they do not align, without them when the
-aspect ratios match). The accepted neighbour with the most inliers wins (a
+pair check of verify.py runs against each neighbour, most similar first
+(aligned by local features or, when they are too few, by template matching;
+for a neighbour neither aligns, without a transform when the aspect ratios
+match). The accepted neighbour with the most inliers wins (a
 match made without local features counts 0 inliers).
 """
 
@@ -39,7 +40,7 @@ class MatchSettings:
     learned_neighbours: int = 4  # from the learned embedding
     min_similarity: float = 0.5  # learned cosine
     min_inliers: int = 12
-    min_agreement: float = 0.85
+    min_agreement: float = 0.8
     max_local_change: int = 4  # cells; 0: no limit
     probe: int = 4
 

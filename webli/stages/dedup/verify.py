@@ -32,10 +32,16 @@
    `max_local_change` cells or more: JPEG, resizing and jitter make scattered
    cells disagree, a changed part of the picture (another tool highlighted,
    a translated label) makes neighbouring cells disagree together.
-5. Pairs ORB cannot align (a flat screenshot, a blurred small copy: too few
-   inliers) are still compared when the candidate has the eval image's aspect
-   ratio, as the whole eval image (or its mirror) rescaled, by steps 3 and 4
-   with the stricter UNALIGNED_MIN_AGREEMENT (`verify_unaligned`).
+5. Pairs ORB cannot align (too few inliers: a blurred small copy, a flat
+   screenshot) are aligned by template matching instead: the candidate in
+   grey, shrunk to TEMPLATE_COVERS of the eval image's width (a crop) and
+   turned by each of TEMPLATE_TURNS, is slid over the eval image's
+   TEMPLATE_SIDE px grey copy (OpenCV matchTemplate, normalised
+   cross-correlation); the best placement gives the transform, and steps 3
+   and 4 decide as for an ORB match ("match_template").
+6. Pairs neither aligns are still compared when the candidate has the eval
+   image's aspect ratio, as the whole eval image (or its mirror) rescaled, by
+   steps 3 and 4 with the stricter UNALIGNED_MIN_AGREEMENT (`verify_unaligned`).
 """
 
 from __future__ import annotations
@@ -72,6 +78,10 @@ BANNER_SHARE = 0.22  # share of the height a caption banner may cover (top or bo
 UNALIGNED_MIN_AGREEMENT = 0.97  # structure agreement a pair needs when it is compared without a transform
 ASPECT_TOLERANCE = 0.03  # |log| of the aspect-ratio quotient under which a pair is compared without one
 MIN_TEXTURED = 8  # fewer textured cells than this: nothing to compare, not accepted
+TEMPLATE_SIDE = 64  # longest side of the eval image's grey copy the template slides over
+TEMPLATE_COVERS = (0.8, 0.85, 0.9, 0.95, 1.0)  # candidate width as a share of the eval image's (crops up to 20%)
+TEMPLATE_TURNS = (-7.0, 0.0, 7.0)  # degrees; rotations up to 10 degrees land within ~3.5 of one
+MIN_TEMPLATE_INSIDE = 0.6  # share of the candidate the placed eval image must cover
 
 
 @dataclass(frozen=True)
@@ -391,12 +401,56 @@ def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry
     return Verification(True, inliers, agreement, accepted_as, local_change)
 
 
+def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray | None:
+    """The candidate -> eval transform (normalised pixels) of the best template placement (step 5), or None when
+    no size fits or the placed eval image covers less than MIN_TEMPLATE_INSIDE of the candidate."""
+    height, width = query_rgb.shape[:2]
+    eval_width, eval_height = target.size
+    eval_scale = TEMPLATE_SIDE / max(eval_width, eval_height)
+    canvas_size = (max(8, round(eval_width * eval_scale)), max(8, round(eval_height * eval_scale)))
+    canvas = cv2.resize(target.detail, canvas_size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    query = grey(query_rgb).astype(np.float32)
+    best = None
+    for cover in TEMPLATE_COVERS:
+        template_width = round(cover * canvas.shape[1])
+        template_height = round(template_width * height / width)
+        if template_height > canvas.shape[0]:
+            template_height = round(cover * canvas.shape[0])
+            template_width = round(template_height * width / height)
+        if min(template_width, template_height) < 8 or template_width > canvas.shape[1]:
+            continue
+        shrunk = cv2.resize(query, (template_width, template_height), interpolation=cv2.INTER_AREA)
+        centre = (template_width / 2, template_height / 2)
+        for degrees in TEMPLATE_TURNS:
+            turn = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+            template = cv2.warpAffine(shrunk, turn, (template_width, template_height),
+                                      borderMode=cv2.BORDER_REPLICATE) if degrees else shrunk
+            _, score, _, (left, top) = cv2.minMaxLoc(cv2.matchTemplate(canvas, template, cv2.TM_CCOEFF_NORMED))
+            if best is None or score > best[0]:
+                best = (score, template_width / width, turn, left, top)
+    if best is None:
+        return None
+    _, shrink, turn, left, top = best
+    placed = np.vstack([turn, [0, 0, 1]]) @ np.diag([shrink, shrink, 1.0])
+    placed[0, 2] += left
+    placed[1, 2] += top
+    matrix = (np.diag([1 / eval_scale, 1 / eval_scale, 1.0]) @ placed)[:2]
+    _, inside = aligned_eval(matrix, query_rgb.shape, target.thumb, target.size)
+    return matrix if inside.mean() >= MIN_TEMPLATE_INSIDE else None
+
+
 def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
                 min_agreement: float, query_grey: np.ndarray | None = None, max_local_change: int = 0) -> Verification:
     """Check one orientation of a candidate against one eval image (see the module docstring)."""
     matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
     if matrix is None or inliers < min_inliers:
+        placed = template_transform(query_rgb, target)
+        if placed is not None:
+            verdict = content_verdict(placed, query_rgb, target, 0, min_agreement, max_local_change, query_grey,
+                                      "match_template")
+            if verdict.accepted:
+                return verdict
         return Verification(False, inliers, 0.0, "few_matches")
     if not plausible_geometry(matrix):
         return Verification(False, inliers, 0.0, "geometry")
