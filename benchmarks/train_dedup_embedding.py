@@ -96,9 +96,9 @@ def build_pool() -> dict:
 
 
 def shrink(images: np.ndarray) -> np.ndarray:
+    """The pool's images (any leading shape) at the network's input size, as `embedding.square` makes it."""
     flat = images.reshape(-1, *images.shape[-3:])
-    small = [cv2.resize(x, (embedding.SIDE, embedding.SIDE), interpolation=cv2.INTER_AREA) for x in flat]
-    return np.stack(small).reshape(*images.shape[:-3], embedding.SIDE, embedding.SIDE, 3)
+    return np.stack([embedding.square(x) for x in flat]).reshape(*images.shape[:-3], embedding.SIDE, embedding.SIDE, 3)
 
 
 def retrieval_top1(model, views: np.ndarray, held_out: np.ndarray) -> float:

@@ -42,7 +42,7 @@ from webli.stages.dedup.verify import (
     detail_image,
     grey,
     orb_features,
-    structure_agreement,
+    structure_comparison,
     template_transform,
     thumbnail,
     turned_frame,
@@ -287,13 +287,13 @@ def test_batched_inverted_file_search_equals_one_query_at_a_time():
 
 
 def structure_of(edited: np.ndarray, original: np.ndarray) -> float:
-    """structure_agreement of two same-size grey images, aligned by the identity."""
+    """Structure agreement of two same-size grey images, aligned by the identity."""
     shape = original.shape
     matrix = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     candidate_grey = working_grey(np.dstack([edited] * 3))
     reference = detail_image(np.dstack([original] * 3))
     warped, inside = aligned_detail(matrix, shape, candidate_grey.shape, reference, (shape[1], shape[0]))
-    return structure_agreement(candidate_grey, warped, inside)
+    return structure_comparison(candidate_grey, warped, inside)[0]
 
 
 def test_structure_test_tolerates_jitter_and_a_banner_but_not_other_text():

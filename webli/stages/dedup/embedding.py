@@ -106,8 +106,8 @@ def embed(squares: np.ndarray, model=None) -> np.ndarray:
 
 
 def eval_vectors(images: list[np.ndarray]) -> np.ndarray:
-    """N x 1 x DIM: the one view of each normalised eval image."""
-    return embed(np.array([square(image) for image in images], np.uint8).reshape(-1, SIDE, SIDE, 3))[:, None]
+    """N x DIM: the one view of each normalised eval image."""
+    return embed(np.array([square(image) for image in images], np.uint8).reshape(-1, SIDE, SIDE, 3))
 
 
 def query_vectors(images: list[np.ndarray]) -> list[np.ndarray]:

@@ -98,7 +98,7 @@ def image_features(images: list[np.ndarray]) -> tuple[np.ndarray, list[LocalFeat
     thumbs = np.array([thumbnail(image) for image in normalised], np.uint8).reshape(-1, THUMB, THUMB, 3)
     details = np.array([detail_image(image) for image in normalised], np.uint8).reshape(-1, DETAIL, DETAIL)
     sizes = np.array([(image.shape[1], image.shape[0]) for image in normalised], np.uint16).reshape(-1, 2)
-    embeddings = embedding.eval_vectors(normalised)[:, 0].astype(np.float16)
+    embeddings = embedding.eval_vectors(normalised).astype(np.float16)
     return views, local, thumbs, details, sizes, embeddings
 
 

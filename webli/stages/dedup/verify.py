@@ -296,10 +296,6 @@ def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np
     return float(agree[compared].mean()), largest
 
 
-def structure_agreement(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
-    """Share of the textured cells (outside the banner band) where the aligned images correlate."""
-    return structure_comparison(candidate, reference, valid)[0]
-
 
 def robust_colour_fit(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, bool]:
     """`colour_fit` twice: the second time without the worst-fitting 30% of pixels (a banner, say)."""
