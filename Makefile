@@ -25,8 +25,18 @@ STAGES := crawl download ocr dedup score select train card bootstrap-filter
 
 install: $(STAMP) $(SYSTEM_STAMP)
 
+# torch's CUDA build and its NVIDIA libraries take about 6.5 GB in the venv
+VENV_MIN_FREE_GB := 7
+
 $(STAMP): requirements.lock pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ ! -x $(PY) ]; then \
+	  where=$(dir $(abspath $(VENV))); free=$$(df -P -BG $$where | awk 'NR==2 {print $$4+0}'); \
+	  if [ "$$free" -lt $(VENV_MIN_FREE_GB) ]; then \
+	    echo "error: $$free GB free under $$where; the venv needs about $(VENV_MIN_FREE_GB) GB"; \
+	    echo "       free some space (old venvs, /tmp) or set VENV=/path/on/a/larger/disk/.venv"; exit 1; \
+	  fi; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision are pinned in the lock (2.14.1 / 0.29.1 install from local disk here)
 	$(PY) -m pip install -q -r requirements.lock
