@@ -236,7 +236,7 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
             path = {"match": "orb", "match_template": "template"}.get(v.reason) if v.accepted else None
             unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row)
             checks.append((row, similarity, path, v.inliers, v.agreement, v.local_change, unaligned.accepted,
-                           unaligned.local_change))
+                           unaligned.local_change, v.fit, unaligned.fit))
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
@@ -250,7 +250,7 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
 
 
 def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0) -> None:
-    """Set each outcome's `match_row`: the passing neighbour with the most inliers, as the stage decides
+    """Set each outcome's `match_row`: the passing neighbour the candidate fits best, as the stage decides
     (a neighbour passes aligned by ORB or by template matching at these thresholds, or else compared without
     a transform: `verify_unaligned`; either way its largest group of disagreeing cells must be under
     `max_local_change`, unless that is 0). The checks were recorded at the default inlier threshold, so
@@ -260,13 +260,13 @@ def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_loc
 
     for o in outcomes:
         passing = []
-        for row, sim, path, inliers, agreement, change, unaligned, unaligned_change in o["checks"]:
+        for row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit in o["checks"]:
             if path == "orb" and inliers >= min_inliers and agreement >= min_agreement and small(change):
-                passing.append((-inliers, -sim, row))
+                passing.append((-fit, -sim, row))
             elif path == "template" and agreement >= min_agreement and small(change):
-                passing.append((0, -sim, row))
+                passing.append((-fit, -sim, row))
             elif unaligned and small(unaligned_change):
-                passing.append((0, -sim, row))
+                passing.append((-unaligned_fit, -sim, row))
         o["match_row"] = min(passing)[2] if passing else -1
 
 
@@ -461,7 +461,7 @@ def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
     """Precision and recall of the check's thresholds around the defaults: agreement x the largest group of
     disagreeing cells allowed (inliers at the default, the threshold the checks were recorded at)."""
     rows = []
-    points = [(settings.min_inliers, a, c) for a in (0.8, 0.85, 0.9, 0.95) for c in (0, 2, 3, 4, 5, 6, 8)]
+    points = [(settings.min_inliers, a, c) for a in (0.5, 0.6, 0.7, 0.8, 0.9) for c in (0, 2, 3, 4, 6)]
     for min_inliers, min_agreement, max_local_change in points:
         decide(outcomes, min_inliers, min_agreement, max_local_change)
         precision, recall, _, wrong_item, false = precision_recall(outcomes)

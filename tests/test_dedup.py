@@ -7,6 +7,7 @@ import json
 import pickle
 import tarfile
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +32,14 @@ from webli.stages.dedup.index import (
     quantise,
     sign_codes,
 )
-from webli.stages.dedup.match import MatchSettings, match_images, search_neighbours
+from webli.stages.dedup.match import (
+    Candidate,
+    MatchSettings,
+    best_match,
+    check_neighbour,
+    match_images,
+    search_neighbours,
+)
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
@@ -317,6 +325,28 @@ def test_structure_test_tolerates_jitter_and_a_banner_but_not_other_text():
     assert structure_of(np.asarray(other), original) < 0.8
 
 
+def test_only_strongly_textured_cells_count_towards_a_local_change():
+    """A pale sky whose faint texture decorrelates (jitter, JPEG) lowers the agreement but makes no local
+    change; a changed part with strong edges does."""
+    rng = np.random.default_rng(0)
+
+    def texture(shape: tuple[int, int], spread: float) -> np.ndarray:
+        smooth = cv2.GaussianBlur(rng.normal(size=shape).astype(np.float32), (0, 0), 2.0)
+        return spread * smooth / smooth.std()
+
+    reference = 68.0 + np.kron(rng.integers(0, 2, (24, 16)), np.ones((8, 8))).astype(np.float32) * 120
+    reference[56:104] = 128.0 + texture((48, 128), 5.0)  # a pale sky between the banner bands
+    inside = np.ones(reference.shape, bool)
+    sky_changed = reference.copy()
+    sky_changed[56:104, 16:80] = 128.0 + texture((48, 64), 5.0)
+    part_changed = reference.copy()
+    part_changed[112:136, 32:64] = 255.0 - part_changed[112:136, 32:64]
+    assert structure_comparison(reference, reference, inside) == (1.0, 0)
+    sky_agreement, sky_group = structure_comparison(sky_changed, reference, inside)
+    assert sky_agreement < 0.9 and sky_group == 0
+    assert structure_comparison(part_changed, reference, inside)[1] >= 9
+
+
 def settings_page(words: str) -> Image.Image:
     """A flat dialog-like picture: framed rows of text (few corners for ORB)."""
     page = Image.new("RGB", (300, 200), (236, 236, 236))
@@ -453,6 +483,26 @@ def test_matcher_flags_edited_copies_with_the_right_item_and_nothing_else(eval_i
     # rotation + banner + colour jitter together is the hardest chain).
     assert all(item in (None, want) for item, want in zip(found, expected)) and found[4:] == [None, None]
     assert sum(item is not None for item in found[:4]) >= 3
+
+
+@pytest.mark.parametrize(("name", "chain"), [("astronaut", "jpeg"), ("chelsea", "resize"), ("rocket", "crop")])
+def test_of_two_near_identical_eval_images_the_one_the_copy_fits_best_wins(tmp_path, name, chain):
+    """Both eval images pass the check (a tone curve is within the colour-jitter envelope); the winner is the
+    one whose aligned grey image correlates best with the copy, whichever way round (for the resized cat and
+    the cropped rocket, the wrong one has more ORB inliers)."""
+    original = photo(name)
+    toned = Image.fromarray((255 * (np.asarray(original) / 255.0) ** 0.6).astype(np.uint8))
+    for label, image in (("original", original), ("toned", toned)):
+        (tmp_path / f"{label}.png").write_bytes(encoded(image))
+    index, verification = assemble_image_index([build_image_part(image_parts(str(tmp_path), 100)[0])])
+    store = VerificationStore(**verification)
+    rows = [(row, 1.0) for row in range(len(index))]
+    for source, want in ((original, "original.png"), (toned, "toned.png")):
+        copy = Candidate(candidate(apply_edits(source, EDIT_CHAINS[chain], seed=1)))
+        checks = {index.items[row].as_py(): check_neighbour(copy, store, row, MatchSettings()) for row, _ in rows}
+        assert all(v.accepted for v in checks.values())
+        assert checks[want].fit == max(v.fit for v in checks.values())
+        assert best_match(copy, rows, index, store, MatchSettings()).item == want
 
 
 def test_learned_embedding_is_deterministic_and_unit_length():

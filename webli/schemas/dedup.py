@@ -22,11 +22,13 @@ DEDUP = pa.schema(
         pa.field(MATCHED_SET, pa.string()),  # the eval set of the image match, else of the text match
         pa.field(MATCHED_ITEM, pa.string()),  # and its item id
         pa.field(IMAGE_DUPLICATE, pa.bool_(), nullable=False),  # a verified near-duplicate of an eval image
-        pa.field("image_eval_set", pa.string()),  # the best match (highest similarity) over every eval set
+        pa.field("image_eval_set", pa.string()),  # the best match (highest image_fit) over every eval set
         pa.field("image_eval_item", pa.string()),
         pa.field("image_similarity", pa.float32()),  # learned-embedding cosine similarity of that match
         pa.field("image_inliers", pa.int32()),  # geometrically consistent local-feature matches (0: compared
         # without local features, the eval image rescaled as a whole; see verify.verify_unaligned)
+        pa.field("image_fit", pa.float32()),  # correlation of the aligned grey images: of several eval images
+        # accepted, the one with the highest wins (see verify.fit_correlation)
         pa.field(TEXT_DUPLICATE, pa.bool_(), nullable=False),  # caption near-duplicate of an eval caption
         pa.field("text_eval_set", pa.string()),
         pa.field("text_eval_item", pa.string()),

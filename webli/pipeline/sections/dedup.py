@@ -32,12 +32,13 @@ class DedupConfig(Section):
     image_min_similarity: float = Field(0.5, ge=-1, le=1, description="learned-embedding cosine below which a "
                                                                       "neighbour is not verified")
     image_min_inliers: int = Field(12, ge=4, description="geometrically consistent local matches to accept")
-    image_min_agreement: float = Field(0.8, ge=0, le=1, description="share of the textured aligned cells "
+    image_min_agreement: float = Field(0.5, ge=0, le=1, description="share of the textured aligned cells "
                                                                     "(128 px scale, banner band left out) whose "
                                                                     "structure correlates, to accept a match")
-    image_max_local_change: int = Field(4, ge=0, description="a match is refused when this many neighbouring "
-                                                             "aligned cells (8x8 px at 128 px scale) disagree "
-                                                             "together (a changed part of the picture); 0: no limit")
+    image_max_local_change: int = Field(2, ge=0, description="a match is refused when this many neighbouring "
+                                                             "strongly textured aligned cells (8x8 px at 128 px "
+                                                             "scale) disagree together (a changed part of the "
+                                                             "picture); 0: no limit")
     index_probe: int = Field(4, ge=1, description="inverted lists each query view scans in large indexes")
     index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
     processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")

@@ -9,8 +9,9 @@ are the candidate's ORB features computed (both orientations, once), and the
 pair check of verify.py runs against each neighbour, most similar first
 (aligned by local features or, when they are too few, by template matching;
 for a neighbour neither aligns, without a transform when the aspect ratios
-match). The accepted neighbour with the most inliers wins (a
-match made without local features counts 0 inliers).
+match). Of the accepted neighbours, the one the candidate fits best wins
+(the highest correlation of the aligned grey images: near-identical eval
+images, two desaturations of one photo say, are often both accepted).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class MatchSettings:
     learned_neighbours: int = 4  # from the learned embedding
     min_similarity: float = 0.5  # learned cosine
     min_inliers: int = 12
-    min_agreement: float = 0.8
-    max_local_change: int = 4  # cells; 0: no limit
+    min_agreement: float = 0.5
+    max_local_change: int = 2  # cells; 0: no limit
     probe: int = 4
 
 
@@ -57,6 +58,7 @@ class ImageMatch:
     similarity: float
     inliers: int
     agreement: float
+    fit: float  # correlation of the aligned grey images (verify.fit_correlation)
 
 
 @dataclass
@@ -81,7 +83,7 @@ def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, se
     target = store.entry(row)
     results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
                            settings.max_local_change) for image, features, work in candidate.orientations()]
-    best = max(results, key=lambda v: (v.accepted, v.inliers))
+    best = max(results, key=lambda v: (v.accepted, v.fit, v.inliers))
     if best.accepted:
         return best
     unaligned = check_unaligned(candidate, store, row, settings.max_local_change)
@@ -98,14 +100,14 @@ def check_unaligned(candidate: Candidate, store: VerificationStore, row: int,
 
 def best_match(candidate: Candidate, neighbours: list[tuple[int, float]], index: ImageIndex,
                store: VerificationStore, settings: MatchSettings) -> ImageMatch | None:
-    """The accepted neighbour with the most inliers (ties: higher similarity, then lower row), or None."""
+    """The accepted neighbour the candidate fits best (ties: higher similarity, then lower row), or None."""
     accepted = []
     for row, similarity in neighbours:
         verification = check_neighbour(candidate, store, row, settings)
         if verification.accepted:
             accepted.append(ImageMatch(index.items[row].as_py(), row, similarity, verification.inliers,
-                                       verification.agreement))
-    return min(accepted, key=lambda m: (-m.inliers, -m.similarity, m.row), default=None)
+                                       verification.agreement, verification.fit))
+    return min(accepted, key=lambda m: (-m.fit, -m.similarity, m.row), default=None)
 
 
 def scored_neighbours(found: list[tuple[int, float]], learned: np.ndarray, store: VerificationStore,

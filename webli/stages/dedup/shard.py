@@ -72,7 +72,7 @@ def prepare_image(data: bytes | None, resize_mode: str, original_width: int | No
 
 
 def _better_image(current: tuple[str, ImageMatch] | None, match: ImageMatch) -> bool:
-    return current is None or (match.inliers, match.similarity) > (current[1].inliers, current[1].similarity)
+    return current is None or (match.fit, match.similarity) > (current[1].fit, current[1].similarity)
 
 
 def _better_text(current: tuple[str, TextMatch] | None, match: TextMatch) -> bool:
@@ -133,6 +133,7 @@ def verdict_table(success: pa.Table, best_image: list, best_text: list, problems
         "image_eval_item": [m[1].item if m else None for m in best_image],
         "image_similarity": [m[1].similarity if m else None for m in best_image],
         "image_inliers": [m[1].inliers if m else None for m in best_image],
+        "image_fit": [m[1].fit if m else None for m in best_image],
         dedup_schema.TEXT_DUPLICATE: text_flags,
         "text_eval_set": [m[0] if m else None for m in best_text],
         "text_eval_item": [m[1].item if m else None for m in best_text],

@@ -31,7 +31,10 @@
    cells that disagree must not form a group (8-connected) of
    `max_local_change` cells or more: JPEG, resizing and jitter make scattered
    cells disagree, a changed part of the picture (another tool highlighted,
-   a translated label) makes neighbouring cells disagree together.
+   a translated label) makes neighbouring cells disagree together. Only cells
+   with STRONG_TEXTURE count towards a group: faint texture (a sky, JPEG noise
+   over a flat background) decorrelates in patches under jitter and JPEG,
+   while a changed label or widget has strong edges.
 5. Pairs ORB cannot align (too few inliers: a blurred small copy, a flat
    screenshot) are aligned by template matching instead: the candidate in
    grey, shrunk to TEMPLATE_COVERS of the eval image's width (a crop) and
@@ -74,6 +77,7 @@ DETAIL_CELL = 8  # pixels per side of a structure cell at DETAIL scale
 DETAIL_BLUR = 1.0  # Gaussian sigma (pixels at DETAIL scale) applied to both sides before comparing
 FLAT = 3.0  # grey-level standard deviation (after the blur) under which a cell has no texture
 CELL_CORRELATION = 0.75  # a textured cell agrees when the two sides correlate at least this much
+STRONG_TEXTURE = 12.0  # texture a disagreeing cell needs to count towards a local change (see step 4)
 BANNER_SHARE = 0.22  # share of the height a caption banner may cover (top or bottom)
 UNALIGNED_MIN_AGREEMENT = 0.97  # structure agreement a pair needs when it is compared without a transform
 ASPECT_TOLERANCE = 0.03  # |log| of the aspect-ratio quotient under which a pair is compared without one
@@ -102,9 +106,10 @@ class Verification:
     accepted: bool
     inliers: int
     agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
-    reason: str  # "match", "match_unaligned" or why not (few_matches, geometry, coverage, aspect, colour, content,
-    # local_change)
+    reason: str  # "match", "match_template", "match_unaligned" or why not (few_matches, geometry, coverage, aspect,
+    # colour, content, local_change)
     local_change: int = 0  # cells in the largest connected group of disagreeing cells (0 before that test)
+    fit: float = 0.0  # correlation of the aligned grey images: which of several accepted eval images fits best
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,8 @@ def cells(image: np.ndarray, size: int) -> np.ndarray:
 def cell_correlation(candidate: np.ndarray, reference: np.ndarray,
                      valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per DETAIL_CELL cell of two aligned grey images (blurred by DETAIL_BLUR): normalised
-    cross-correlation, whether either side has texture, and whether the cell lies inside the eval image."""
+    cross-correlation, the texture (grey-level standard deviation) of the more textured side, and whether
+    the cell lies inside the eval image."""
     a = cells(cv2.GaussianBlur(candidate, (0, 0), DETAIL_BLUR), DETAIL_CELL)
     b = cells(cv2.GaussianBlur(reference, (0, 0), DETAIL_BLUR), DETAIL_CELL)
     inside = cells(valid.astype(np.float32), DETAIL_CELL).mean(2) >= 0.9
@@ -267,7 +273,7 @@ def cell_correlation(candidate: np.ndarray, reference: np.ndarray,
     b = b - b.mean(2, keepdims=True)
     spread_a, spread_b = np.sqrt((a * a).mean(2)), np.sqrt((b * b).mean(2))
     correlation = (a * b).mean(2) / np.maximum(spread_a * spread_b, 1e-6)
-    return correlation, np.maximum(spread_a, spread_b) > FLAT, inside
+    return correlation, np.maximum(spread_a, spread_b), inside
 
 
 def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -285,16 +291,27 @@ def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
 def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
     """(share of the textured cells, outside the banner band, where the aligned images correlate; cells in the
-    largest 8-connected group of those cells that do not)."""
-    correlation, textured, inside = cell_correlation(candidate, reference, valid)
-    agree = correlation >= CELL_CORRELATION
+    largest 8-connected group of those that do not and have STRONG_TEXTURE)."""
+    correlation, texture, inside = cell_correlation(candidate, reference, valid)
+    agree, textured = correlation >= CELL_CORRELATION, texture > FLAT
     compared = without_banner(textured & ~agree, inside) & textured
     if compared.sum() < MIN_TEXTURED:
         return 0.0, 0
-    groups, _, sizes, _ = cv2.connectedComponentsWithStats((compared & ~agree).astype(np.uint8), connectivity=8)
+    changed = compared & ~agree & (texture >= STRONG_TEXTURE)
+    groups, _, sizes, _ = cv2.connectedComponentsWithStats(changed.astype(np.uint8), connectivity=8)
     largest = int(sizes[1:, cv2.CC_STAT_AREA].max()) if groups > 1 else 0
     return float(agree[compared].mean()), largest
 
+
+
+def fit_correlation(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    """Pearson correlation of two aligned grey images over the valid pixels (0 when either is flat there)."""
+    a, b = candidate[valid], reference[valid]
+    if a.size < 2:
+        return 0.0
+    a, b = a - a.mean(), b - b.mean()
+    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / spread) if spread > 0 else 0.0
 
 
 def robust_colour_fit(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -366,9 +383,9 @@ def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarra
 
 
 def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
-                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int]:
+                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int, float]:
     """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement, largest group
-    of disagreeing cells).
+    of disagreeing cells, `fit_correlation` of the aligned grey images).
 
     `query_grey` is the candidate's `working_grey` (computed here when not given).
     """
@@ -377,24 +394,25 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
     fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
     if (not plausible or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
             or hue_disagreement(candidate, fitted, valid) > MAX_HUE_WRONG):
-        return False, 0.0, 0
+        return False, 0.0, 0, 0.0
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
-    return True, *structure_comparison(query_grey, reference, inside & turned_frame(matrix, query_grey.shape))
+    inside &= turned_frame(matrix, query_grey.shape)
+    return True, *structure_comparison(query_grey, reference, inside), fit_correlation(query_grey, reference, inside)
 
 
 def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
                     min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
                     accepted_as: str) -> Verification:
     """Steps 3 and 4 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells)."""
-    colour, agreement, local_change = content_check(matrix, query_rgb, target, query_grey)
+    colour, agreement, local_change, fit = content_check(matrix, query_rgb, target, query_grey)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
     if agreement < min_agreement:
-        return Verification(False, inliers, agreement, "content", local_change)
+        return Verification(False, inliers, agreement, "content", local_change, fit)
     if max_local_change and local_change >= max_local_change:
-        return Verification(False, inliers, agreement, "local_change", local_change)
-    return Verification(True, inliers, agreement, accepted_as, local_change)
+        return Verification(False, inliers, agreement, "local_change", local_change, fit)
+    return Verification(True, inliers, agreement, accepted_as, local_change, fit)
 
 
 def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray | None:
