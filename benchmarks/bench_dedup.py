@@ -398,6 +398,75 @@ def flagged_negatives_table(outcomes: list[dict], benchmark: dict) -> str:
     return md_table(["negatives flagged at the defaults", "count"], [[g, n] for g, n in groups.most_common()])
 
 
+def losses_table(outcomes: list[dict], settings: MatchSettings) -> str:
+    """Per edit chain, what the check did with each positive's true eval image at the default thresholds."""
+    columns = ("accepted", "not aligned (ORB and template) or colour", f"agreement < {settings.min_agreement}",
+               f"local change >= {settings.max_local_change} strong cells", "not among the neighbours")
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for o in outcomes:
+        if not o["positive"]:
+            continue
+        check = next((c for c in o["checks"] if c[0] == o["true_row"]), None)
+        if check is None:
+            verdict = columns[4]
+        else:
+            _, _, path, _, agreement, change, unaligned, unaligned_change, _, _ = check
+            aligned = path is not None and agreement >= settings.min_agreement and change < settings.max_local_change
+            if aligned or (unaligned and unaligned_change < settings.max_local_change):
+                verdict = columns[0]
+            elif path is None and not unaligned:
+                verdict = columns[1]
+            elif path is not None and agreement < settings.min_agreement:
+                verdict = columns[2]
+            else:
+                verdict = columns[3]
+        counts[o["kind"]][verdict] += 1
+    total = sum(counts.values(), Counter())
+    rows = [[kind, *(counts[kind][c] for c in columns)] for kind in EDIT_CHAINS if kind in counts]
+    return md_table(["edit chain", *columns], rows + [["total", *(total[c] for c in columns)]])
+
+
+def psnr(candidate: np.ndarray, reference: np.ndarray) -> float | None:
+    """PSNR (dB) of a candidate against a reference image resized to it; None when the aspect ratios differ."""
+    height, width = candidate.shape[:2]
+    if abs(np.log((width / height) / (reference.shape[1] / reference.shape[0]))) >= 0.02:
+        return None
+    resized = cv2.resize(reference, (width, height), interpolation=cv2.INTER_AREA).astype(np.float64)
+    error = float(((candidate.astype(np.float64) - resized) ** 2).mean())
+    return 10 * np.log10(255.0 ** 2 / max(error, 1e-9))
+
+
+def closeness_table(benchmark: dict, outcomes: list[dict], eval_images: list[np.ndarray],
+                    candidate_images: list[np.ndarray], listed: int = 15) -> str:
+    """How close the flagged negatives are to the eval image they were flagged with, against how close the
+    tolerated `jpeg` and `resize` copies are to theirs (PSNR, same-aspect pairs only)."""
+    row_of = {path: row for row, path in enumerate(benchmark["evals"])}
+    tolerated: dict[str, list[float]] = defaultdict(list)
+    flagged = []
+    for outcome, candidate, image in zip(outcomes, benchmark["candidates"], candidate_images):
+        if outcome["kind"] in ("jpeg", "resize"):
+            value = psnr(image, eval_images[row_of[candidate["path"]]])
+            if value is not None:
+                tolerated[outcome["kind"]].append(value)
+        elif outcome["kind"] in ("easy", "hard") and outcome["match_row"] >= 0:
+            value = psnr(image, eval_images[outcome["match_row"]])
+            if value is not None:
+                flagged.append((value, candidate["path"], benchmark["evals"][outcome["match_row"]]))
+    floor = float(np.percentile(tolerated["jpeg"], 10))
+    lines = [md_table(["tolerated copies", "pairs", "PSNR 10th / 50th / 90th percentile (dB)"],
+                      [[kind, len(values), " / ".join(f"{v:.1f}" for v in np.percentile(values, [10, 50, 90]))]
+                       for kind, values in sorted(tolerated.items())]),
+             "",
+             f"Of the {len(flagged)} flagged negatives with their eval image's aspect ratio, "
+             f"{sum(v >= floor for v, _, _ in flagged)} are at least as close to it as the 10th percentile of "
+             f"the `jpeg` copies ({floor:.1f} dB). The closest {listed}:",
+             "",
+             md_table(["negative flagged", "eval image", "PSNR (dB)"],
+                      [[f"`{negative}`", f"`{evaluated}`", f"{value:.1f}"]
+                       for value, negative, evaluated in sorted(flagged, reverse=True)[:listed]])]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", type=int, default=300, help="eval images")
@@ -452,8 +521,9 @@ def main() -> None:
     eval_images = [normalise(load_rgb(p, max_side=1024)) for p in benchmark["evals"]]
     candidate_images = [candidate_image(c) for c in benchmark["candidates"]]
     hashes = baselines(benchmark, eval_images, candidate_images, set(copies))
+    analysis = [losses_table(outcomes, settings), closeness_table(benchmark, outcomes, eval_images, candidate_images)]
     report(out, benchmark, settings, outcomes, timings, build_seconds, hashes, alone,
-           check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies)
+           check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies, analysis)
     print(out.read_text())
 
 
@@ -473,7 +543,7 @@ def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
 
 def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[dict], timings: Counter,
            build_seconds: float, hashes: dict, alone: dict, check_rate: float, totals: tuple,
-           grid: str, original_labels: tuple, copies: dict) -> None:
+           grid: str, original_labels: tuple, copies: dict, analysis: list[str]) -> None:
     precision, recall, right, wrong_item, false = totals
     n = len(outcomes)
     positives = sum(o["positive"] for o in outcomes)
@@ -513,6 +583,16 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         negatives_table(outcomes),
         "",
         flagged_negatives_table(outcomes, benchmark),
+        "",
+        "Where the positives are lost: the check on each positive's true eval image, at the defaults (accepted "
+        "includes positives whose flag went to another item):",
+        "",
+        analysis[0],
+        "",
+        "How close the flagged negatives are to the eval image they were flagged with, against the tolerated "
+        "copies (PSNR of the downloaded candidate against the eval image resized to it, same aspect ratio only):",
+        "",
+        analysis[1],
         "",
         f"The check alone: of the positives whose eval image the search returned, {pct(check_rate)} were "
         "accepted with the right item.",
