@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -111,3 +113,43 @@ def test_crawl_delay_is_read_from_robots(tmp_path):
         fetcher = Fetcher(crawl_config())
         assert fetcher.refusal(server.url + "/x/a.html") == "robots_disallowed"
         assert fetcher.robots.crawl_delay(server.url + "/index.html") == 2.0
+
+
+class SlowBodyHandler(BaseHTTPRequestHandler):
+    """/big.bin: a non-HTML body whose second part arrives late; anything else: a small HTML page."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (name fixed by http.server)
+        if self.path == "/big.bin":
+            body, content_type = b"x" * 200_000, "application/octet-stream"
+        else:
+            body, content_type = b"<html><body>page</body></html>", "text/html"
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:1000])
+        self.wfile.flush()
+        if content_type != "text/html":
+            time.sleep(0.3)  # the rest is still in flight when the client moves on
+        self.wfile.write(body[1000:])
+
+
+def test_a_page_after_an_unread_body_is_not_read_from_the_same_connection():
+    """A refused response (here not HTML) leaves its body unread; the next request to the host must not
+    read that body's tail as its own response (it did: a spurious "truncated")."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowBodyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        fetcher = Fetcher(crawl_config(max_concurrent_per_host=1, obey_robots=False))
+        assert fetcher.get(url + "/big.bin").reason == "not_html"
+        page = fetcher.get(url + "/page.html")
+        assert page.reason is None and page.body == b"<html><body>page</body></html>"
+    finally:
+        server.shutdown()
+        server.server_close()
