@@ -249,24 +249,32 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     return outcomes, timings
 
 
+def passing_key(check: tuple, min_inliers: int, min_agreement: float, max_local_change: int) -> tuple | None:
+    """The sort key (best fit first) of a recorded neighbour check that passes these thresholds, else None: aligned
+    by ORB (enough inliers) or by template matching with enough agreement, or else compared without a transform;
+    either way its largest group of disagreeing cells under `max_local_change`, unless that is 0."""
+    row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit = check
+
+    def small(group: int) -> bool:
+        return not max_local_change or group < max_local_change
+
+    aligned_ok = (path == "template" or (path == "orb" and inliers >= min_inliers)) and agreement >= min_agreement
+    if aligned_ok and small(change):
+        return -fit, -sim, row
+    if unaligned and small(unaligned_change):
+        return -unaligned_fit, -sim, row
+    return None
+
+
 def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0) -> None:
     """Set each outcome's `match_row`: the passing neighbour the candidate fits best, as the stage decides
     (a neighbour passes aligned by ORB or by template matching at these thresholds, or else compared without
     a transform: `verify_unaligned`; either way its largest group of disagreeing cells must be under
     `max_local_change`, unless that is 0). The checks were recorded at the default inlier threshold, so
     `min_inliers` must be at least that (a pair under it went to template matching)."""
-    def small(change: int) -> bool:
-        return not max_local_change or change < max_local_change
-
     for o in outcomes:
-        passing = []
-        for row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit in o["checks"]:
-            if path == "orb" and inliers >= min_inliers and agreement >= min_agreement and small(change):
-                passing.append((-fit, -sim, row))
-            elif path == "template" and agreement >= min_agreement and small(change):
-                passing.append((-fit, -sim, row))
-            elif unaligned and small(unaligned_change):
-                passing.append((-unaligned_fit, -sim, row))
+        keys = [passing_key(c, min_inliers, min_agreement, max_local_change) for c in o["checks"]]
+        passing = [key for key in keys if key is not None]
         o["match_row"] = min(passing)[2] if passing else -1
 
 
@@ -410,9 +418,8 @@ def losses_table(outcomes: list[dict], settings: MatchSettings) -> str:
         if check is None:
             verdict = columns[4]
         else:
-            _, _, path, _, agreement, change, unaligned, unaligned_change, _, _ = check
-            aligned = path is not None and agreement >= settings.min_agreement and change < settings.max_local_change
-            if aligned or (unaligned and unaligned_change < settings.max_local_change):
+            _, _, path, _, agreement, _, unaligned, _, _, _ = check
+            if passing_key(check, settings.min_inliers, settings.min_agreement, settings.max_local_change):
                 verdict = columns[0]
             elif path is None and not unaligned:
                 verdict = columns[1]

@@ -131,16 +131,12 @@ class Fetcher:
                 result.body, result.reason = read_capped(response, max_bytes, deadline)
             return result
         finally:
-            if result_unread(response):
-                # The rest of the body may still be in flight: a reused connection would read it as the next
-                # response (a spurious "truncated"), so this one is closed rather than kept alive.
+            if not response.isclosed():
+                # The body was left unread (a redirect, an error page, a refused type or size) and its rest may
+                # still be in flight: a reused connection would read it as the next response (a spurious
+                # "truncated"), so this one is closed rather than kept alive.
                 response.close()
             response.release_conn()
-
-
-def result_unread(response) -> bool:
-    """Whether part of the response body was left unread (a redirect, an error page, a refused type or size)."""
-    return not response.isclosed()
 
 
 def read_capped(response, max_bytes: int, deadline: float) -> tuple[bytes | None, str | None]:

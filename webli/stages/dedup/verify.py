@@ -303,7 +303,6 @@ def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np
     return float(agree[compared].mean()), largest
 
 
-
 def fit_correlation(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
     """Pearson correlation of two aligned grey images over the valid pixels (0 when either is flat there)."""
     a, b = candidate[valid], reference[valid]
