@@ -224,7 +224,8 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
     hash_top = index.search(views, 1, settings.probe, -1.0)
-    loose = MatchSettings(**{**settings.__dict__, "min_agreement": 0.0, "max_local_change": 0})
+    loose = MatchSettings(**{**settings.__dict__, "min_agreement": 0.0, "max_local_change": 0,
+                             "min_verifier_score": 0.0})  # the verifier scores every pair and refuses none
     outcomes = []
     started = time.perf_counter()
     for candidate, image, found, hashed in zip(benchmark["candidates"], images, neighbours, hash_top):
@@ -234,9 +235,9 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
         for row, similarity in found:
             v = check_neighbour(query, store, row, loose)
             path = {"match": "orb", "match_template": "template"}.get(v.reason) if v.accepted else None
-            unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row)
+            unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row, 0, 0.0)
             checks.append((row, similarity, path, v.inliers, v.agreement, v.local_change, unaligned.accepted,
-                           unaligned.local_change, v.fit, unaligned.fit))
+                           unaligned.local_change, v.fit, unaligned.fit, v.verifier_score, unaligned.verifier_score))
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
@@ -249,31 +250,37 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     return outcomes, timings
 
 
-def passing_key(check: tuple, min_inliers: int, min_agreement: float, max_local_change: int) -> tuple | None:
+def passing_key(check: tuple, min_inliers: int, min_agreement: float, max_local_change: int,
+                min_verifier_score: float | None = None) -> tuple | None:
     """The sort key (best fit first) of a recorded neighbour check that passes these thresholds, else None: aligned
     by ORB (enough inliers) or by template matching with enough agreement, or else compared without a transform;
-    either way its largest group of disagreeing cells under `max_local_change`, unless that is 0."""
-    row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit = check
+    either way its largest group of disagreeing cells under `max_local_change`, unless that is 0, and its
+    verifier score at least `min_verifier_score`, unless that is None."""
+    row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit, *scores = check
 
-    def small(group: int) -> bool:
-        return not max_local_change or group < max_local_change
+    def passes(group: int, score: float | None) -> bool:
+        small = not max_local_change or group < max_local_change
+        return small and (min_verifier_score is None or (score is not None and score >= min_verifier_score))
 
+    score, unaligned_score = scores or (None, None)
     aligned_ok = (path == "template" or (path == "orb" and inliers >= min_inliers)) and agreement >= min_agreement
-    if aligned_ok and small(change):
+    if aligned_ok and passes(change, score):
         return -fit, -sim, row
-    if unaligned and small(unaligned_change):
+    if unaligned and passes(unaligned_change, unaligned_score):
         return -unaligned_fit, -sim, row
     return None
 
 
-def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0) -> None:
+def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_local_change: int = 0,
+           min_verifier_score: float | None = None) -> None:
     """Set each outcome's `match_row`: the passing neighbour the candidate fits best, as the stage decides
     (a neighbour passes aligned by ORB or by template matching at these thresholds, or else compared without
     a transform: `verify_unaligned`; either way its largest group of disagreeing cells must be under
-    `max_local_change`, unless that is 0). The checks were recorded at the default inlier threshold, so
+    `max_local_change`, unless that is 0, and its verifier score at least `min_verifier_score`, unless that is
+    None). The checks were recorded at the default inlier threshold, so
     `min_inliers` must be at least that (a pair under it went to template matching)."""
     for o in outcomes:
-        keys = [passing_key(c, min_inliers, min_agreement, max_local_change) for c in o["checks"]]
+        keys = [passing_key(c, min_inliers, min_agreement, max_local_change, min_verifier_score) for c in o["checks"]]
         passing = [key for key in keys if key is not None]
         o["match_row"] = min(passing)[2] if passing else -1
 
@@ -409,18 +416,22 @@ def flagged_negatives_table(outcomes: list[dict], benchmark: dict) -> str:
 def losses_table(outcomes: list[dict], settings: MatchSettings) -> str:
     """Per edit chain, what the check did with each positive's true eval image at the default thresholds."""
     columns = ("accepted", "not aligned (ORB and template) or colour", f"agreement < {settings.min_agreement}",
-               f"local change >= {settings.max_local_change} strong cells", "not among the neighbours")
+               f"local change >= {settings.max_local_change} strong cells",
+               f"verifier < {settings.min_verifier_score}", "not among the neighbours")
+    structure_only = (settings.min_inliers, settings.min_agreement, settings.max_local_change)
     counts: dict[str, Counter] = defaultdict(Counter)
     for o in outcomes:
         if not o["positive"]:
             continue
         check = next((c for c in o["checks"] if c[0] == o["true_row"]), None)
         if check is None:
-            verdict = columns[4]
+            verdict = columns[5]
         else:
-            _, _, path, _, agreement, _, unaligned, _, _, _ = check
-            if passing_key(check, settings.min_inliers, settings.min_agreement, settings.max_local_change):
+            path, agreement, unaligned = check[2], check[4], check[6]
+            if passing_key(check, *structure_only, settings.min_verifier_score):
                 verdict = columns[0]
+            elif passing_key(check, *structure_only):
+                verdict = columns[4]
             elif path is None and not unaligned:
                 verdict = columns[1]
             elif path is not None and agreement < settings.min_agreement:
@@ -509,7 +520,9 @@ def main() -> None:
             outcome["kind"] = "copy"
     log(f"{len(copies)} negatives are copies of an eval image (not scored)")
     grid = threshold_grid(outcomes, settings)
-    decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change)
+    verifier_grid = verifier_table(outcomes, settings)
+    decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change,
+           settings.min_verifier_score)
     precision, recall, right, wrong_item, false = precision_recall(outcomes)
     original_labels = precision_recall(outcomes, copies_as_negatives=True)
     positives = sum(o["positive"] for o in outcomes)
@@ -530,7 +543,8 @@ def main() -> None:
     hashes = baselines(benchmark, eval_images, candidate_images, set(copies))
     analysis = [losses_table(outcomes, settings), closeness_table(benchmark, outcomes, eval_images, candidate_images)]
     report(out, benchmark, settings, outcomes, timings, build_seconds, hashes, alone,
-           check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies, analysis)
+           check_rate, (precision, recall, right, wrong_item, false), grid, original_labels, copies,
+           analysis + [verifier_grid])
     print(out.read_text())
 
 
@@ -540,12 +554,24 @@ def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
     rows = []
     points = [(settings.min_inliers, a, c) for a in (0.5, 0.6, 0.7, 0.8, 0.9) for c in (0, 2, 3, 4, 6)]
     for min_inliers, min_agreement, max_local_change in points:
-        decide(outcomes, min_inliers, min_agreement, max_local_change)
+        decide(outcomes, min_inliers, min_agreement, max_local_change, settings.min_verifier_score)
         precision, recall, _, wrong_item, false = precision_recall(outcomes)
         rows.append([min_inliers, min_agreement, max_local_change or "no limit", f"{precision:.4f}",
                      f"{recall:.4f}", wrong_item, false])
     return md_table(["min inliers", "min agreement", "max local change (cells)", "precision", "recall",
                      "wrong item", "negatives flagged"], rows)
+
+
+def verifier_table(outcomes: list[dict], settings: MatchSettings) -> str:
+    """Precision and recall of the pair verifier's thresholds (off, then rising) at the default structure
+    thresholds, with the negatives flagged by what they are."""
+    rows = []
+    for threshold in (None, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5):
+        decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change, threshold)
+        precision, recall, right, wrong_item, false = precision_recall(outcomes)
+        rows.append(["off" if threshold is None else threshold, f"{precision:.4f}", f"{recall:.4f}", right,
+                     wrong_item, false])
+    return md_table(["min verifier score", "precision", "recall", "right", "wrong item", "negatives flagged"], rows)
 
 
 def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[dict], timings: Counter,
@@ -616,9 +642,16 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
         f"The check's thresholds at `dedup.image_min_inliers` {settings.min_inliers} (`dedup.image_min_agreement` "
         "applies to pairs aligned by ORB + RANSAC or by template matching, pairs compared without a transform "
         "keep their fixed threshold, `verify.UNALIGNED_MIN_AGREEMENT`; `dedup.image_max_local_change`, the "
-        "largest group of neighbouring disagreeing cells allowed, applies to all):",
+        "largest group of neighbouring disagreeing cells allowed, applies to all; the pair verifier at its "
+        "default):",
         "",
         grid,
+        "",
+        f"The learned pair verifier's threshold (`dedup.image_min_verifier_score`, default "
+        f"{settings.min_verifier_score}, chosen on held-out training families: "
+        "`benchmarks/results/dedup_verifier_train.md`) at the default structure thresholds:",
+        "",
+        analysis[2],
         "",
         "## Against global hashes (same benchmark, nearest eval item, threshold swept)",
         "",
@@ -632,7 +665,9 @@ def report(path: Path, benchmark: dict, settings: MatchSettings, outcomes: list[
             for k in ("decode", "descriptor", "embedding", "search", "verify")]),
         "",
         f"{per_core:,.0f} candidates/s on one core end to end (decode included); "
-        f"{timings['verified_candidates']:,} of {n:,} candidates had a neighbour worth checking. "
+        f"{timings['verified_candidates']:,} of {n:,} candidates had a neighbour worth checking. The check's time "
+        "includes the pair verifier on every pair that aligns (the benchmark records its score for any threshold; "
+        "the stage runs it only on pairs that passed the structure test). "
         f"Index build: {build_seconds:.1f} s for {len(benchmark['evals'])} eval images (decode of the originals "
         "included). Baselines took {:.1f} s.".format(hashes["_seconds"]),
     ]

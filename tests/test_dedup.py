@@ -18,7 +18,7 @@ from skimage import data as skdata
 from webli import schemas
 from webli.pipeline.config import ConfigError, DownloadConfig, validate_config
 from webli.schemas.dedup import DEDUP
-from webli.stages.dedup import descriptor, embedding
+from webli.stages.dedup import descriptor, embedding, verifier
 from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
 from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, padded_content_box
@@ -41,12 +41,14 @@ from webli.stages.dedup.match import (
     search_neighbours,
 )
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
+from webli.stages.dedup.shipped import load_shipped
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
 from webli.stages.dedup.verify import (
     ORB_FEATURES_EVAL,
     EvalEntry,
     aligned_detail,
+    content_check,
     detail_image,
     grey,
     orb_features,
@@ -364,6 +366,60 @@ def test_unaligned_check_accepts_a_small_copy_and_rejects_other_text():
     assert not verify_unaligned(candidate(settings_page("Raster anzeigen lassen")), entry).accepted
     cropped = candidate(settings_page("Show the grid lines").crop((0, 0, 300, 150)))
     assert verify_unaligned(cropped, entry).reason == "aspect"
+
+
+def whole_image_pair(query_rgb: np.ndarray, entry: EvalEntry) -> np.ndarray:
+    """The verifier's input for a candidate compared with the whole eval image rescaled (no transform)."""
+    height, width = query_rgb.shape[:2]
+    matrix = np.array([[entry.size[0] / width, 0.0, 0.0], [0.0, entry.size[1] / height, 0.0]])
+    colour, *_, pair = content_check(matrix, query_rgb, entry)
+    assert colour
+    return pair
+
+
+def test_the_shipped_verifier_scores_copies_of_a_dialog_above_the_dialog_with_other_text():
+    page = settings_page("Show the grid lines")
+    entry = eval_entry(page)
+    copies = [candidate(apply_edits(page, EDIT_CHAINS[chain], seed=2)) for chain in ("jpeg", "jitter", "resize")]
+    others = [candidate(settings_page(words)) for words in ("Raster anzeigen lassen", "Afficher la grille")]
+    copy_scores = verifier.scores(np.stack([whole_image_pair(image, entry) for image in copies]))
+    other_scores = verifier.scores(np.stack([whole_image_pair(image, entry) for image in others]))
+    assert copy_scores.min() >= verifier.THRESHOLD
+    assert other_scores.max() < copy_scores.min()
+    bannered = eval_entry(apply_edits(page, EDIT_CHAINS["banner"], seed=2))
+    # the other way round: the eval set holds the edited copy, the crawl the original
+    assert verifier.scores(whole_image_pair(candidate(page), bannered)[None])[0] >= verifier.THRESHOLD
+
+
+@pytest.mark.parametrize(("name", "chain"), [("rocket", "banner"), ("coffee", "rotate+jitter+banner"),
+                                             ("astronaut", "crop+flip+jpeg")])
+def test_the_shipped_verifier_accepts_the_original_of_an_edited_eval_photo(name, chain):
+    entry = eval_entry(apply_edits(photo(name), EDIT_CHAINS[chain], seed=0))
+    original = candidate(photo(name))
+    results = [verify_pair(orb_features(grey(image), 500), image, entry, 12, 0.5, max_local_change=2,
+                           min_verifier_score=verifier.THRESHOLD)
+               for image in (original, np.ascontiguousarray(original[:, ::-1]))]
+    assert any(v.accepted for v in results), results
+
+
+def test_missing_shipped_weights_name_the_file_and_the_remedy():
+    with pytest.raises(FileNotFoundError, match=r"no-such-weights\.pt are missing: train them first"):
+        load_shipped(verifier.network(), "no-such-weights.pt", "train them first")
+
+
+def test_the_verifier_runs_last_and_refuses_below_its_threshold(monkeypatch):
+    original = photo("astronaut")
+    copy = candidate(apply_edits(original, EDIT_CHAINS["jpeg"], seed=1))
+    entry, features = eval_entry(original), orb_features(grey(copy), 500)
+    unscored = verify_pair(features, copy, entry, 12, 0.9)
+    assert unscored.accepted and unscored.verifier_score is None and unscored.pair is not None
+    monkeypatch.setattr(verifier, "scores", lambda pairs, model=None: np.full(len(pairs), 0.01, np.float32))
+    refused = verify_pair(features, copy, entry, 12, 0.9, min_verifier_score=0.05)
+    assert not refused.accepted and refused.reason == "verifier" and refused.verifier_score == pytest.approx(0.01)
+    assert verify_pair(features, copy, entry, 12, 0.9, min_verifier_score=0.005).accepted
+    other = candidate(photo("coffee"))
+    assert verify_pair(orb_features(grey(other), 500), other, entry, 12, 0.9, min_verifier_score=0.0).verifier_score \
+        is None  # refused before the verifier: not run
 
 
 def test_turned_frame_leaves_out_the_corners_of_a_turned_copy():

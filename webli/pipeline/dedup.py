@@ -255,7 +255,8 @@ def match_settings(config: Config) -> MatchSettings:
     return MatchSettings(neighbours=d.image_neighbours, learned_neighbours=d.image_learned_neighbours,
                          min_similarity=d.image_min_similarity,
                          min_inliers=d.image_min_inliers, min_agreement=d.image_min_agreement,
-                         max_local_change=d.image_max_local_change, probe=d.index_probe)
+                         max_local_change=d.image_max_local_change, probe=d.index_probe,
+                         min_verifier_score=d.image_min_verifier_score)
 
 
 def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex]) -> dict:

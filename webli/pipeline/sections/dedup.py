@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from webli.pipeline.sections.base import Section
+from webli.stages.dedup.verifier import THRESHOLD as VERIFIER_THRESHOLD
 
 
 class EvalSetConfig(Section):
@@ -39,6 +40,10 @@ class DedupConfig(Section):
                                                              "strongly textured aligned cells (8x8 px at 128 px "
                                                              "scale) disagree together (a changed part of the "
                                                              "picture); 0: no limit")
+    image_min_verifier_score: float | None = Field(VERIFIER_THRESHOLD, ge=0, le=1,
+                                                   description="the learned pair verifier's copy probability "
+                                                               "below which a match that passed every other "
+                                                               "test is refused; null: the verifier is not run")
     index_probe: int = Field(4, ge=1, description="inverted lists each query view scans in large indexes")
     index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
     processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")

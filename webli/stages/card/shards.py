@@ -64,6 +64,7 @@ FIELD_DESCRIPTIONS = {
     "dedup_image_similarity": "learned-embedding cosine similarity to the matched evaluation-set image",
     "dedup_image_inliers": "geometrically consistent local-feature matches with that image",
     "dedup_image_fit": "correlation of the aligned grey images (candidate and matched evaluation-set image)",
+    "dedup_image_verifier_score": "the learned pair verifier's probability that the image is a copy of that image",
     "dedup_text_eval_set": "evaluation set of the closest caption match",
     "dedup_text_eval_item": "id of the closest evaluation-set caption",
     "dedup_text_similarity": "Jaccard similarity of character shingles with that caption",

@@ -26,6 +26,8 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from webli.stages.dedup.shipped import load_shipped
+
 SIDE = 64
 DIM = 64
 WIDTHS = (32, 64, 128, 256)
@@ -73,17 +75,8 @@ def square(image: np.ndarray) -> np.ndarray:
 @cache
 def load_embedder():
     """The shipped, trained network in eval mode (loaded once per process)."""
-    import torch
-
-    model = network()
-    weights = resources.files("webli.models").joinpath(WEIGHTS)
-    if not weights.is_file():
-        raise FileNotFoundError(f"the dedup stage's embedding weights ({weights}) are missing: reinstall "
-                                "webli-builder, or train them with benchmarks/train_dedup_embedding.py")
-    with weights.open("rb") as handle:
-        state = torch.load(handle, map_location="cpu", weights_only=True)
-    model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
-    return model.eval()
+    return load_shipped(network(), WEIGHTS, "reinstall webli-builder, or train them with "
+                                            "benchmarks/train_dedup_embedding.py")
 
 
 def weights_digest() -> str:

@@ -9,9 +9,10 @@ are the candidate's ORB features computed (both orientations, once), and the
 pair check of verify.py runs against each neighbour, most similar first
 (aligned by local features or, when they are too few, by template matching;
 for a neighbour neither aligns, without a transform when the aspect ratios
-match). Of the accepted neighbours, the one the candidate fits best wins
-(the highest correlation of the aligned grey images: near-identical eval
-images, two desaturations of one photo say, are often both accepted).
+match; last, the learned pair verifier of verifier.py). Of the accepted
+neighbours, the one the candidate fits best wins (the highest correlation of
+the aligned grey images: near-identical eval images, two desaturations of one
+photo say, are often both accepted).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webli.stages.dedup import descriptor, embedding
+from webli.stages.dedup import descriptor, embedding, verifier
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.verify import (
     ORB_FEATURES_QUERY,
@@ -44,6 +45,7 @@ class MatchSettings:
     min_agreement: float = 0.5
     max_local_change: int = 2  # cells; 0: no limit
     probe: int = 4
+    min_verifier_score: float | None = verifier.THRESHOLD  # the pair verifier's threshold; None: not run
 
 
 HASH_MIN_SIMILARITY = 0.5  # DCT view cosine under which the hash search returns no neighbour
@@ -59,6 +61,7 @@ class ImageMatch:
     inliers: int
     agreement: float
     fit: float  # correlation of the aligned grey images (verify.fit_correlation)
+    verifier_score: float | None = None  # the pair verifier's copy probability (None: not run)
 
 
 @dataclass
@@ -82,19 +85,21 @@ def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, se
     accepted with local features, the better of the two compared without them (`verify_unaligned`)."""
     target = store.entry(row)
     results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
-                           settings.max_local_change) for image, features, work in candidate.orientations()]
+                           settings.max_local_change, settings.min_verifier_score)
+               for image, features, work in candidate.orientations()]
     best = max(results, key=lambda v: (v.accepted, v.fit, v.inliers))
     if best.accepted:
         return best
-    unaligned = check_unaligned(candidate, store, row, settings.max_local_change)
+    unaligned = check_unaligned(candidate, store, row, settings.max_local_change, settings.min_verifier_score)
     return unaligned if unaligned.accepted else best
 
 
-def check_unaligned(candidate: Candidate, store: VerificationStore, row: int,
-                    max_local_change: int = 0) -> Verification:
+def check_unaligned(candidate: Candidate, store: VerificationStore, row: int, max_local_change: int = 0,
+                    min_verifier_score: float | None = None) -> Verification:
     """The better of the two orientations of the candidate against one eval image, without local features."""
     target = store.entry(row)
-    results = [verify_unaligned(image, target, work, max_local_change) for image, _, work in candidate.orientations()]
+    results = [verify_unaligned(image, target, work, max_local_change, min_verifier_score)
+               for image, _, work in candidate.orientations()]
     return max(results, key=lambda v: (v.accepted, v.agreement))
 
 
@@ -106,7 +111,7 @@ def best_match(candidate: Candidate, neighbours: list[tuple[int, float]], index:
         verification = check_neighbour(candidate, store, row, settings)
         if verification.accepted:
             accepted.append(ImageMatch(index.items[row].as_py(), row, similarity, verification.inliers,
-                                       verification.agreement, verification.fit))
+                                       verification.agreement, verification.fit, verification.verifier_score))
     return min(accepted, key=lambda m: (-m.fit, -m.similarity, m.row), default=None)
 
 

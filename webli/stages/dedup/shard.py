@@ -134,6 +134,7 @@ def verdict_table(success: pa.Table, best_image: list, best_text: list, problems
         "image_similarity": [m[1].similarity if m else None for m in best_image],
         "image_inliers": [m[1].inliers if m else None for m in best_image],
         "image_fit": [m[1].fit if m else None for m in best_image],
+        "image_verifier_score": [m[1].verifier_score if m else None for m in best_image],
         dedup_schema.TEXT_DUPLICATE: text_flags,
         "text_eval_set": [m[0] if m else None for m in best_text],
         "text_eval_item": [m[1].item if m else None for m in best_text],

@@ -45,14 +45,21 @@
 6. Pairs neither aligns are still compared when the candidate has the eval
    image's aspect ratio, as the whole eval image (or its mirror) rescaled, by
    steps 3 and 4 with the stricter UNALIGNED_MIN_AGREEMENT (`verify_unaligned`).
+7. A pair that passed steps 3 and 4 goes to the learned pair verifier
+   (verifier.py), a small CNN on the same aligned grey images, which refuses
+   it below `min_verifier_score` (None: not run). It tells how the cells
+   disagree: along changed text lines (a localised screenshot) or as the
+   tolerated edits make them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from webli.stages.dedup import verifier
 
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
@@ -107,9 +114,11 @@ class Verification:
     inliers: int
     agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
     reason: str  # "match", "match_template", "match_unaligned" or why not (few_matches, geometry, coverage, aspect,
-    # colour, content, local_change)
+    # colour, content, local_change, verifier)
     local_change: int = 0  # cells in the largest connected group of disagreeing cells (0 before that test)
     fit: float = 0.0  # correlation of the aligned grey images: which of several accepted eval images fits best
+    verifier_score: float | None = None  # the pair verifier's copy probability (None: not run)
+    pair: np.ndarray | None = field(default=None, repr=False, compare=False)  # verifier input, past step 4
 
 
 @dataclass(frozen=True)
@@ -382,9 +391,10 @@ def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarra
 
 
 def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
-                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int, float]:
+                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int, float, np.ndarray | None]:
     """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement, largest group
-    of disagreeing cells, `fit_correlation` of the aligned grey images).
+    of disagreeing cells, `fit_correlation` of the aligned grey images, the aligned pair packed for the
+    verifier).
 
     `query_grey` is the candidate's `working_grey` (computed here when not given).
     """
@@ -393,25 +403,32 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
     fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
     if (not plausible or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
             or hue_disagreement(candidate, fitted, valid) > MAX_HUE_WRONG):
-        return False, 0.0, 0, 0.0
+        return False, 0.0, 0, 0.0, None
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
     inside &= turned_frame(matrix, query_grey.shape)
-    return True, *structure_comparison(query_grey, reference, inside), fit_correlation(query_grey, reference, inside)
+    return (True, *structure_comparison(query_grey, reference, inside), fit_correlation(query_grey, reference, inside),
+            verifier.pair_input(query_grey, reference, inside))
 
 
 def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
                     min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
-                    accepted_as: str) -> Verification:
-    """Steps 3 and 4 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells)."""
-    colour, agreement, local_change, fit = content_check(matrix, query_rgb, target, query_grey)
+                    accepted_as: str, min_verifier_score: float | None = None) -> Verification:
+    """Steps 3, 4 and 7 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells;
+    `min_verifier_score` None: the verifier is not run, 0: it is run and refuses nothing)."""
+    colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
     if agreement < min_agreement:
         return Verification(False, inliers, agreement, "content", local_change, fit)
     if max_local_change and local_change >= max_local_change:
         return Verification(False, inliers, agreement, "local_change", local_change, fit)
-    return Verification(True, inliers, agreement, accepted_as, local_change, fit)
+    if min_verifier_score is None:
+        return Verification(True, inliers, agreement, accepted_as, local_change, fit, pair=pair)
+    score = float(verifier.scores(pair[None])[0])
+    accepted = score >= min_verifier_score
+    return Verification(accepted, inliers, agreement, accepted_as if accepted else "verifier", local_change, fit,
+                        score, pair)
 
 
 def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray | None:
@@ -453,7 +470,8 @@ def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray |
 
 
 def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
-                min_agreement: float, query_grey: np.ndarray | None = None, max_local_change: int = 0) -> Verification:
+                min_agreement: float, query_grey: np.ndarray | None = None, max_local_change: int = 0,
+                min_verifier_score: float | None = None) -> Verification:
     """Check one orientation of a candidate against one eval image (see the module docstring)."""
     matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
@@ -461,7 +479,7 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, 
         placed = template_transform(query_rgb, target)
         if placed is not None:
             verdict = content_verdict(placed, query_rgb, target, 0, min_agreement, max_local_change, query_grey,
-                                      "match_template")
+                                      "match_template", min_verifier_score)
             if verdict.accepted:
                 return verdict
         return Verification(False, inliers, 0.0, "few_matches")
@@ -469,11 +487,12 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, 
         return Verification(False, inliers, 0.0, "geometry")
     if covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
         return Verification(False, inliers, 0.0, "coverage")
-    return content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey, "match")
+    return content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey, "match",
+                           min_verifier_score)
 
 
 def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
-                     max_local_change: int = 0) -> Verification:
+                     max_local_change: int = 0, min_verifier_score: float | None = None) -> Verification:
     """The check without local features, for pairs ORB cannot align (flat screenshots, blurred copies):
     when the candidate has the eval image's aspect ratio, compare it as the whole eval image rescaled
     (no crop, no turn) and accept only at UNALIGNED_MIN_AGREEMENT, stricter than with a RANSAC transform."""
@@ -483,4 +502,4 @@ def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.nd
         return Verification(False, 0, 0.0, "aspect")
     matrix = np.array([[eval_width / width, 0.0, 0.0], [0.0, eval_height / height, 0.0]])
     return content_verdict(matrix, query_rgb, target, 0, UNALIGNED_MIN_AGREEMENT, max_local_change, query_grey,
-                           "match_unaligned")
+                           "match_unaligned", min_verifier_score)
