@@ -563,8 +563,8 @@ def threshold_grid(outcomes: list[dict], settings: MatchSettings) -> str:
 
 
 def verifier_table(outcomes: list[dict], settings: MatchSettings) -> str:
-    """Precision and recall of the pair verifier's thresholds (off, then rising) at the default structure
-    thresholds, with the negatives flagged by what they are."""
+    """Precision, recall and flag counts of the pair verifier's thresholds (off, then rising) at the default
+    structure thresholds."""
     rows = []
     for threshold in (None, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5):
         decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change, threshold)
