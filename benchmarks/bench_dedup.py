@@ -61,7 +61,7 @@ from webli.pipeline.config import DownloadConfig  # noqa: E402
 from webli.stages.dedup import descriptor, embedding  # noqa: E402
 from webli.stages.dedup.edits import EDIT_CHAINS, apply_edits  # noqa: E402
 from webli.stages.dedup.evalsets import ImagePart  # noqa: E402
-from webli.stages.dedup.images import candidate_content, decode_candidate, normalise  # noqa: E402
+from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, source_side  # noqa: E402
 from webli.stages.dedup.index import VerificationStore, assemble_image_index, build_image_part  # noqa: E402
 from webli.stages.dedup.match import (  # noqa: E402
     Candidate,
@@ -230,7 +230,7 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     started = time.perf_counter()
     for candidate, image, found, hashed in zip(benchmark["candidates"], images, neighbours, hash_top):
         true_row = label_row[candidate["label"]] if candidate["label"] >= 0 else -1
-        query = Candidate(image)
+        query = Candidate(image, source_side("border", *candidate["sample"][1:]))
         checks = []
         for row, similarity in found:
             v = check_neighbour(query, store, row, loose)

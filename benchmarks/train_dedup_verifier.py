@@ -7,9 +7,13 @@ nothing the dedup benchmark scores), those with at least two images. Per
 family, up to EVALS_PER_FAMILY of its images serve in turn as an eval image
 (the stage's own index over all of them): each gives COPIES copies under a
 random edit chain of the benchmark (edits.EDIT_CHAINS) passed through the
-download stage's resizer (label 1), and up to OTHERS other images of its family
+download stage's resizer (label 1), up to OTHERS other images of its family
 through the same resizer (label 0: the same dialog in another language,
-another screenshot of the program). A pair is kept when the stage's check
+another screenshot of the program), and OTHER_EDITS other edits of it
+(other_edits.OTHER_EDITS: blur, sharpen, noise, oil paint, glow, ...; label
+0: the same photo, another edit), each on a copy published at most
+OTHER_EDIT_SIDES px large, kept when visible at the verifier's scale
+(MIN_VISIBLE_CHANGE). A pair is kept when the stage's check
 aligns it and passes its colour test (structure thresholds off); the verifier
 sees what the check then compares (verifier.pair_input).
 
@@ -17,11 +21,12 @@ One family in HELD_OUT is held out of training (by a hash of its name). The
 threshold is chosen there, among the pairs the check accepts at the stage's
 defaults: the highest score threshold under which at most MAX_COPIES_REFUSED of
 those copies are refused, as they are and with candidate and eval image
-swapped. AdamW, one-cycle learning rate; augmentation: pairs mirrored, and
+swapped. Each candidate's source size goes with it (verifier.pair_input
+blurs the reference to a small copy's resolution). AdamW, one-cycle learning rate; augmentation: pairs mirrored, and
 candidate and eval image swapped (an eval set may hold the edited copy and the
 crawl the original). The weights are written as float16 to
 webli/models/WEIGHTS, a report to benchmarks/results/dedup_verifier_train.md.
-Seeded; one run took about 15 min on 2 cores (the pairs 3 min, training 9-12 min).
+Seeded; one run took about 25 min on 2 cores (the pairs 5 min, training 20 min).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dedup import build_index, candidate_image, downloaded, png_bytes, web_copy  # noqa: E402
@@ -46,13 +52,18 @@ from common import RESULTS_DIR, command_line, log, machine_note, md_table  # noq
 from webli.pipeline.config import DownloadConfig  # noqa: E402
 from webli.stages.dedup import verifier  # noqa: E402
 from webli.stages.dedup.edits import EDIT_CHAINS, apply_edits  # noqa: E402
+from webli.stages.dedup.images import source_side  # noqa: E402
 from webli.stages.dedup.match import Candidate, MatchSettings, check_neighbour  # noqa: E402
+from webli.stages.dedup.other_edits import apply_other_edit, other_edit_names, visible_change  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
-PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs.pkl")
+PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs-v3.pkl")
 EVALS_PER_FAMILY = 3
 COPIES = 3
 OTHERS = 4
+OTHER_EDITS = 3
+OTHER_EDIT_SIDES = (160, 480)  # the other edits are made on a copy whose longest side is at most this (random)
+MIN_VISIBLE_CHANGE = 8.0  # grey levels (other_edits.visible_change); JPEG 30 changes 94% of the images less
 HELD_OUT = 4  # one family in this many
 MAX_COPIES_REFUSED = 0.0025  # of the held-out copies the check accepts at the defaults
 LEARNING_RATE = 3e-3
@@ -73,7 +84,8 @@ def aligned(sample: tuple | None, row: int) -> tuple | None:
     """(packed pair, accepted at the stage's defaults?) of a downloaded sample against eval row `row`, or None."""
     if sample is None:
         return None
-    verification = check_neighbour(Candidate(candidate_image({"sample": sample})), _store, row, ALIGN)
+    candidate = Candidate(candidate_image({"sample": sample}), source_side("border", *sample[1:]))
+    verification = check_neighbour(candidate, _store, row, ALIGN)
     if not verification.accepted or verification.pair is None:
         return None
     passes = (verification.agreement >= DEFAULTS.min_agreement
@@ -97,7 +109,23 @@ def family_pairs(job: tuple[str, list[tuple[str, int]], list[str], int]) -> list
             found = aligned(downloaded(_resizer, (REALWEB_WWW / other).read_bytes()), row)
             if found:
                 made.append((0, family, path, other, *found))
+        for name in other_edit_names(rng, OTHER_EDITS):
+            published = published_copy(web_copy(path), rng)
+            edited = apply_other_edit(published, name, rng.randrange(1 << 30))
+            if visible_change(published, edited) < MIN_VISIBLE_CHANGE:
+                continue  # too faint to tell from a copy at the verifier's scale: it would teach noise
+            found = aligned(downloaded(_resizer, png_bytes(edited)), row)
+            if found:
+                made.append((0, family, path, "edit:" + name, *found))
     return made
+
+
+def published_copy(image, rng: random.Random):
+    """The image as published for another edit: its longest side at most a random size in OTHER_EDIT_SIDES."""
+    side = rng.randint(*OTHER_EDIT_SIDES)
+    scale = min(1.0, side / max(image.size))
+    return image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))),
+                        Image.Resampling.LANCZOS) if scale < 1 else image
 
 
 def build_pairs() -> list[tuple]:
@@ -166,24 +194,38 @@ def train(pairs: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0):
     return model.eval(), progress
 
 
-def threshold_table(scores: np.ndarray, swapped: np.ndarray, labels: np.ndarray,
-                    accepted: np.ndarray) -> tuple[float, list[list]]:
+def threshold_table(scores: np.ndarray, swapped: np.ndarray, labels: np.ndarray, accepted: np.ndarray,
+                    edited: np.ndarray) -> tuple[float, list[list]]:
     """The chosen threshold and, per candidate threshold, the held-out pairs the check accepts at the defaults
-    that the verifier would refuse: copies (as they are, and with the sides swapped) and other images."""
-    copies, others = accepted & (labels == 1), accepted & (labels == 0)
+    that the verifier would refuse: copies (as they are, and with the sides swapped), other images and other
+    edits (`edited`)."""
+    copies = accepted & (labels == 1)
+    others, other_edits = accepted & (labels == 0) & ~edited, accepted & (labels == 0) & edited
     rows, chosen = [], 0.0
     for threshold in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5):
         refused, refused_swapped = (int((copies & (s < threshold)).sum()) for s in (scores, swapped))
         if max(refused, refused_swapped) <= MAX_COPIES_REFUSED * copies.sum():
             chosen = threshold
         rows.append([threshold, f"{refused} of {int(copies.sum())}", f"{refused_swapped} of {int(copies.sum())}",
-                     f"{int((others & (scores < threshold)).sum())} of {int(others.sum())}"])
+                     *(f"{int((kind & (scores < threshold)).sum())} of {int(kind.sum())}"
+                       for kind in (others, other_edits))])
     return chosen, rows
+
+
+def edit_table(candidates: list[str], accepted: np.ndarray, scores: np.ndarray, threshold: float) -> str:
+    """Per other edit (held-out pairs): aligned, accepted by the check at the defaults, refused by the verifier."""
+    rows = []
+    for name in sorted({c for c in candidates if c.startswith("edit:")}):
+        kind = np.array([c == name for c in candidates])
+        passed = kind & accepted
+        rows.append([name.removeprefix("edit:"), int(kind.sum()), int(passed.sum()),
+                     int((passed & (scores < threshold)).sum())])
+    return md_table(["other edit", "aligned", "accepted by the check", "refused by the verifier"], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--rebuild", action="store_true", help="make the pairs again (else the cached ones)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "dedup_verifier_train.md")
     arguments = parser.parse_args()
@@ -200,7 +242,8 @@ def main() -> None:
     model, progress = train(pairs[~test], labels[~test], arguments.epochs)
     scores = verifier.scores(pairs[test], model)
     swapped = verifier.scores(swap_sides(pairs[test], np.ones(int(test.sum()), bool)), model)
-    chosen, table = threshold_table(scores, swapped, labels[test], accepted[test])
+    edited = np.array([str(m[3]).startswith("edit:") for m in made])
+    chosen, table = threshold_table(scores, swapped, labels[test], accepted[test], edited[test])
     WEIGHTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     torch.save({name: tensor.half() for name, tensor in model.state_dict().items()}, WEIGHTS_PATH)
     families = len({m[1] for m in made})
@@ -208,14 +251,18 @@ def main() -> None:
              machine_note(("torch", "opencv-python-headless")), "",
              f"Weights: `webli/models/{verifier.WEIGHTS}` (float16).", "",
              f"Pairs: {len(made)} from {families} training families ({int(labels.sum())} copies, "
-             f"{int((labels == 0).sum())} other images of the family); trained on {int((~test).sum())}, "
+             f"{int(((labels == 0) & ~edited).sum())} other images of the family, {int(edited.sum())} other "
+             f"edits); trained on {int((~test).sum())}, "
              f"held out {int(test.sum())} (one family in {HELD_OUT}).", "",
              md_table(["epoch", "loss", "seconds"], progress), "",
              "Held out: of the pairs the check accepts at the stage's defaults, how many the verifier refuses "
              f"below each threshold. Chosen: **{chosen}** (the highest refusing at most "
              f"{MAX_COPIES_REFUSED:.2%} of those copies either way round; `dedup.image_min_verifier_score`).", "",
-             md_table(["threshold", "copies refused", "copies refused, sides swapped", "other images refused"],
-                      table)]
+             md_table(["threshold", "copies refused", "copies refused, sides swapped", "other images refused",
+                       "other edits refused"], table), "",
+             "Held out, per other edit: the pairs the check aligns, those it accepts at the stage's defaults "
+             "(before the verifier), and those the verifier then refuses at the chosen threshold.", "",
+             edit_table([m[3] for m, held in zip(made, test) if held], accepted[test], scores, chosen)]
     arguments.out.write_text("\n".join(lines) + "\n")
     print(arguments.out.read_text())
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
 from webli import schemas
@@ -21,7 +21,13 @@ from webli.schemas.dedup import DEDUP
 from webli.stages.dedup import descriptor, embedding, verifier
 from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
-from webli.stages.dedup.images import candidate_content, decode_candidate, normalise, padded_content_box
+from webli.stages.dedup.images import (
+    candidate_content,
+    decode_candidate,
+    normalise,
+    padded_content_box,
+    source_side,
+)
 from webli.stages.dedup.index import (
     QUERY_BATCH,
     ImageIndex,
@@ -40,6 +46,7 @@ from webli.stages.dedup.match import (
     match_images,
     search_neighbours,
 )
+from webli.stages.dedup.other_edits import OTHER_EDITS, apply_other_edit, visible_change
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
 from webli.stages.dedup.shipped import load_shipped
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
@@ -47,6 +54,7 @@ from webli.stages.dedup.text import normalise as normalise_text
 from webli.stages.dedup.verify import (
     ORB_FEATURES_EVAL,
     EvalEntry,
+    Verification,
     aligned_detail,
     content_check,
     detail_image,
@@ -100,6 +108,22 @@ def test_edits_are_deterministic_and_change_the_image():
     assert set(EDITS) == {"resize", "jpeg", "crop", "flip", "rotate", "jitter", "banner"}
 
 
+@pytest.mark.parametrize("name", sorted(OTHER_EDITS))
+def test_other_edits_are_deterministic_keep_the_size_and_change_the_picture(name):
+    original = photo("chelsea")
+    first, second = apply_other_edit(original, name, seed=5), apply_other_edit(original, name, seed=5)
+    assert np.array_equal(np.asarray(first), np.asarray(second))
+    assert first.size == original.size and first.mode == "RGB"
+    assert visible_change(original, first) > 2.0  # at the verifier's scale, not only in the full-size pixels
+
+
+def test_visible_change_ignores_gain_and_offset_and_sees_a_blur():
+    original = photo("chelsea")
+    brighter = Image.fromarray(np.clip(np.asarray(original, np.float32) * 0.8 + 30, 0, 255).astype(np.uint8))
+    assert visible_change(original, brighter) < 1.0
+    assert visible_change(original, original.filter(ImageFilter.GaussianBlur(6))) > 5.0
+
+
 # --- candidate images -----------------------------------------------------------------------------------
 
 
@@ -115,6 +139,30 @@ def test_padded_content_box_holds_the_picture_and_no_padding(size):
 
 def test_padded_content_box_is_the_whole_square_for_square_images():
     assert padded_content_box(256, 500, 500) == (0, 0, 256, 256)
+
+
+def test_source_side_is_the_source_pixels_across_the_kept_picture():
+    assert source_side("border", 400, 300) == 400
+    assert source_side("keep_ratio", 300, 400) == 400
+    assert source_side("center_crop", 400, 300) == 300  # a square of the shorter side is kept
+    assert source_side("border", None, 300) is None
+
+
+def test_the_verifier_sees_the_reference_at_a_small_copy_s_resolution():
+    rng = np.random.default_rng(0)
+    reference = cv2.resize(rng.uniform(0, 255, (32, 32)).astype(np.float32), (128, 96),
+                           interpolation=cv2.INTER_NEAREST)
+    candidate_grey, valid = reference.copy(), np.ones(reference.shape, bool)
+
+    def sharpness(packed: np.ndarray) -> float:
+        return float(np.abs(np.diff(packed[1, :96, :128].astype(np.float32), axis=1)).mean())
+
+    sharp = verifier.pair_input(candidate_grey, reference, valid)
+    assert np.array_equal(verifier.pair_input(candidate_grey, reference, valid, 128), sharp)
+    assert np.array_equal(sharp[1, :96, :128], reference.astype(np.uint8))
+    small = verifier.pair_input(candidate_grey, reference, valid, 40)  # enlarged from 40 px: blurred to match
+    assert sharpness(small) < 0.7 * sharpness(sharp)
+    assert np.array_equal(small[0], sharp[0]) and np.array_equal(small[2], sharp[2])
 
 
 # --- text -----------------------------------------------------------------------------------------------
@@ -400,6 +448,29 @@ def test_the_shipped_verifier_accepts_the_original_of_an_edited_eval_photo(name,
                            min_verifier_score=verifier.THRESHOLD)
                for image in (original, np.ascontiguousarray(original[:, ::-1]))]
     assert any(v.accepted for v in results), results
+
+
+def best_of_both_orientations(image: Image.Image, entry: EvalEntry) -> Verification:
+    """`verify_pair` of a downloaded image (its source size given) as it is and mirrored, the verifier scoring
+    every pair that passes the other tests; the accepted one, or the better refusal."""
+    query = candidate(image)
+    results = [verify_pair(orb_features(grey(view), 500), view, entry, 12, 0.5, max_local_change=2,
+                           min_verifier_score=0.0, source_side=max(image.size))
+               for view in (query, np.ascontiguousarray(query[:, ::-1]))]
+    return max(results, key=lambda v: (v.accepted, v.fit))
+
+
+@pytest.mark.parametrize(("name", "edit"), [("astronaut", "motion_blur"), ("astronaut", "ripple"),
+                                            ("astronaut", "scatter"), ("coffee", "scatter")])
+def test_the_shipped_verifier_refuses_another_edit_of_the_eval_photo_that_the_structure_test_passes(name, edit):
+    original = photo(name)
+    entry = eval_entry(original)
+    other = best_of_both_orientations(apply_other_edit(original, edit, seed=1), entry)
+    assert other.accepted, "the structure test alone passes it: the verifier is what refuses it"
+    assert other.verifier_score < verifier.THRESHOLD
+    for chain in ("resize", "jpeg", "jitter", "crop+flip+jpeg", "all"):
+        copy = best_of_both_orientations(apply_edits(original, EDIT_CHAINS[chain], seed=1), entry)
+        assert copy.accepted and copy.verifier_score >= 0.5, (chain, copy)
 
 
 def test_missing_shipped_weights_name_the_file_and_the_remedy():

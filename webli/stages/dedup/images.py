@@ -85,6 +85,15 @@ def candidate_content(image: np.ndarray, resize_mode: str, original_width: int |
     return image[top:top + box_height, left:left + box_width]
 
 
+def source_side(resize_mode: str, original_width: int | None, original_height: int | None) -> int | None:
+    """Pixels of a downloaded sample's source image across the longest side of its picture (None: unknown):
+    `center_crop` keeps a square of the shorter side, every other mode the whole image."""
+    if not original_width or not original_height:
+        return None
+    return min(original_width, original_height) if resize_mode == "center_crop" else max(original_width,
+                                                                                          original_height)
+
+
 def normalise(image: np.ndarray, size: int = NORMALISED_SIZE) -> np.ndarray:
     """Resize so the longest side is `size` (area averaging down, bilinear up)."""
     height, width = image.shape[:2]

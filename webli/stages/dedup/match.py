@@ -66,10 +66,12 @@ class ImageMatch:
 
 @dataclass
 class Candidate:
-    """A normalised candidate image; per orientation (as is, mirrored) the image, its local features and its
-    grey image at the structure test's scale (made on first use)."""
+    """A normalised candidate image and the pixels of its source image across the longest side (None: unknown);
+    per orientation (as is, mirrored) the image, its local features and its grey image at the structure test's
+    scale (made on first use)."""
 
     image: np.ndarray
+    source_side: int | None = None
     _orientations: list | None = None
 
     def orientations(self) -> list:
@@ -85,7 +87,7 @@ def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, se
     accepted with local features, the better of the two compared without them (`verify_unaligned`)."""
     target = store.entry(row)
     results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
-                           settings.max_local_change, settings.min_verifier_score)
+                           settings.max_local_change, settings.min_verifier_score, candidate.source_side)
                for image, features, work in candidate.orientations()]
     best = max(results, key=lambda v: (v.accepted, v.fit, v.inliers))
     if best.accepted:
@@ -98,7 +100,7 @@ def check_unaligned(candidate: Candidate, store: VerificationStore, row: int, ma
                     min_verifier_score: float | None = None) -> Verification:
     """The better of the two orientations of the candidate against one eval image, without local features."""
     target = store.entry(row)
-    results = [verify_unaligned(image, target, work, max_local_change, min_verifier_score)
+    results = [verify_unaligned(image, target, work, max_local_change, min_verifier_score, candidate.source_side)
                for image, _, work in candidate.orientations()]
     return max(results, key=lambda v: (v.accepted, v.agreement))
 
@@ -140,11 +142,13 @@ def search_neighbours(images: list[np.ndarray], index: ImageIndex, store: Verifi
 
 
 def match_images(images: list[np.ndarray], index: ImageIndex, store: VerificationStore, settings: MatchSettings,
-                 views: list[np.ndarray] | None = None,
-                 learned: list[np.ndarray] | None = None) -> list[ImageMatch | None]:
-    """The verified eval match (or None) of each normalised candidate image (see `search_neighbours`)."""
+                 views: list[np.ndarray] | None = None, learned: list[np.ndarray] | None = None,
+                 source_sides: list[int | None] | None = None) -> list[ImageMatch | None]:
+    """The verified eval match (or None) of each normalised candidate image (see `search_neighbours`;
+    `source_sides`: see `Candidate`)."""
     if not images or len(index) == 0:
         return [None] * len(images)
     neighbours = search_neighbours(images, index, store, settings, views, learned)
-    return [best_match(Candidate(image), rows, index, store, settings) if rows else None
-            for image, rows in zip(images, neighbours)]
+    sides = [None] * len(images) if source_sides is None else source_sides
+    return [best_match(Candidate(image, side), rows, index, store, settings) if rows else None
+            for image, rows, side in zip(images, neighbours, sides)]

@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 from webli import schemas
 from webli.schemas import dedup as dedup_schema
 from webli.stages.dedup import descriptor, embedding
-from webli.stages.dedup.images import DecodeError, candidate_content, decode_candidate, normalise, too_small
+from webli.stages.dedup.images import (
+    DecodeError,
+    candidate_content,
+    decode_candidate,
+    normalise,
+    source_side,
+    too_small,
+)
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.match import ImageMatch, MatchSettings, match_images
 from webli.stages.dedup.text import CaptionIndex, TextMatch
@@ -89,6 +96,7 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     prepared = [prepare_image(images.get(k), resize_mode, w, h) for k, w, h in zip(keys, widths, heights)]
     checkable = [i for i, (image, _) in enumerate(prepared) if image is not None]
     pictures = [prepared[i][0] for i in checkable]
+    sides = [source_side(resize_mode, widths[i], heights[i]) for i in checkable]
     needs_views = any(index.images is not None and len(index.images) for index, _ in indexes)
     views = [descriptor.query_views(picture) for picture in pictures] if needs_views else None
     learned = embedding.query_vectors(pictures) if needs_views else None
@@ -99,7 +107,7 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     for index, store in indexes:
         image_hits, text_hits = set(), set()
         if index.images is not None and store is not None and len(index.images) and pictures:
-            matches = match_images(pictures, index.images, store, settings, views, learned)
+            matches = match_images(pictures, index.images, store, settings, views, learned, sides)
             for position, match in zip(checkable, matches):
                 if match is not None:
                     image_hits.add(position)

@@ -390,13 +390,14 @@ def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarra
     return float(np.mean(turn[coloured] > HUE_TURN))
 
 
-def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
-                  query_grey: np.ndarray | None = None) -> tuple[bool, float, int, float, np.ndarray | None]:
+def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
+                  source_side: int | None = None) -> tuple[bool, float, int, float, np.ndarray | None]:
     """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement, largest group
     of disagreeing cells, `fit_correlation` of the aligned grey images, the aligned pair packed for the
     verifier).
 
-    `query_grey` is the candidate's `working_grey` (computed here when not given).
+    `query_grey` is the candidate's `working_grey` (computed here when not given); `source_side` the pixels of
+    the candidate's source image across its longest side (None: unknown), see `verifier.pair_input`.
     """
     warped, valid = aligned_eval(matrix, query_rgb.shape, target.thumb, target.size)
     candidate = lab(cv2.resize(query_rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
@@ -408,15 +409,16 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry,
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
     inside &= turned_frame(matrix, query_grey.shape)
     return (True, *structure_comparison(query_grey, reference, inside), fit_correlation(query_grey, reference, inside),
-            verifier.pair_input(query_grey, reference, inside))
+            verifier.pair_input(query_grey, reference, inside, source_side))
 
 
 def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
                     min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
-                    accepted_as: str, min_verifier_score: float | None = None) -> Verification:
+                    accepted_as: str, min_verifier_score: float | None = None,
+                    source_side: int | None = None) -> Verification:
     """Steps 3, 4 and 7 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells;
     `min_verifier_score` None: the verifier is not run, 0: it is run and refuses nothing)."""
-    colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey)
+    colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey, source_side)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
     if agreement < min_agreement:
@@ -471,15 +473,16 @@ def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray |
 
 def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
                 min_agreement: float, query_grey: np.ndarray | None = None, max_local_change: int = 0,
-                min_verifier_score: float | None = None) -> Verification:
-    """Check one orientation of a candidate against one eval image (see the module docstring)."""
+                min_verifier_score: float | None = None, source_side: int | None = None) -> Verification:
+    """Check one orientation of a candidate against one eval image (see the module docstring; `source_side`:
+    see `content_check`)."""
     matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
     if matrix is None or inliers < min_inliers:
         placed = template_transform(query_rgb, target)
         if placed is not None:
             verdict = content_verdict(placed, query_rgb, target, 0, min_agreement, max_local_change, query_grey,
-                                      "match_template", min_verifier_score)
+                                      "match_template", min_verifier_score, source_side)
             if verdict.accepted:
                 return verdict
         return Verification(False, inliers, 0.0, "few_matches")
@@ -488,11 +491,12 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, 
     if covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
         return Verification(False, inliers, 0.0, "coverage")
     return content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey, "match",
-                           min_verifier_score)
+                           min_verifier_score, source_side)
 
 
 def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
-                     max_local_change: int = 0, min_verifier_score: float | None = None) -> Verification:
+                     max_local_change: int = 0, min_verifier_score: float | None = None,
+                     source_side: int | None = None) -> Verification:
     """The check without local features, for pairs ORB cannot align (flat screenshots, blurred copies):
     when the candidate has the eval image's aspect ratio, compare it as the whole eval image rescaled
     (no crop, no turn) and accept only at UNALIGNED_MIN_AGREEMENT, stricter than with a RANSAC transform."""
@@ -502,4 +506,4 @@ def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.nd
         return Verification(False, 0, 0.0, "aspect")
     matrix = np.array([[eval_width / width, 0.0, 0.0], [0.0, eval_height / height, 0.0]])
     return content_verdict(matrix, query_rgb, target, 0, UNALIGNED_MIN_AGREEMENT, max_local_change, query_grey,
-                           "match_unaligned", min_verifier_score)
+                           "match_unaligned", min_verifier_score, source_side)
