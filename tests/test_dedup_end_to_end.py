@@ -130,6 +130,24 @@ def test_changed_eval_set_rebuilds_the_index_and_rechecks_shards(deduped):
     assert "chelsea" in flagged or "cat" in flagged
 
 
+def test_changed_check_settings_recheck_the_shards_and_keep_the_index(deduped):
+    folder, config, _, _ = deduped
+    output = folder / "out"
+    meta = output / "dedup" / "index" / "demo" / "meta.json"
+    index_stamp, old = meta.stat().st_mtime_ns, {s["check_fingerprint"] for s in stats(output / "dedup").values()}
+    unverified = write_config(folder / "unverified.yaml",
+                              {**config, "dedup": {**config["dedup"], "image_min_verifier_score": None}})
+    result = webli("dedup", "-c", str(unverified))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "with other check settings; checking it again" in result.stderr
+    new = {s["check_fingerprint"] for s in stats(output / "dedup").values()}
+    assert len(old) == len(new) == 1 and new != old
+    assert meta.stat().st_mtime_ns == index_stamp  # the index does not depend on the check
+    _, verdicts = rows_by_key(output)
+    scored = [v["image_verifier_score"] for v in verdicts.values() if v["image_duplicate"]]
+    assert scored and all(score is None for score in scored)  # checked again, without the verifier
+
+
 def test_corrupt_image_inside_a_shard_is_counted(deduped, tmp_path):
     folder, config, _, _ = deduped
     copy = tmp_path / "out"

@@ -4,7 +4,8 @@ The index step comes first and is cached under `<output>/dedup/index/<name>/`
 with a fingerprint of everything it depends on (the eval set's files: path,
 size and modification stamp; the text settings; the descriptor's views; the
 learned embedding's weights; the index format). A changed eval set gets a new
-index, and the shards that were checked against the old one are checked again. Eval images are read and
+index, and the shards that were checked against the old one are checked again; so are shards checked with
+other settings or other verifier weights (`check_fingerprint`, in each shard's stats). Eval images are read and
 described by parallel tasks, `dedup.index_part_size` images each, each part
 written as it finishes, so a killed build resumes.
 
@@ -15,6 +16,7 @@ from the index folder (read fully when the output root is not local).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,7 +31,7 @@ from webli.pipeline.cluster import dask_client, run_shards
 from webli.pipeline.config import Config, ConfigError, EvalSetConfig
 from webli.pipeline.storage import StageDir, shard_name, sum_counts, sum_stats
 from webli.schemas import dedup as dedup_schema
-from webli.stages.dedup import descriptor, embedding
+from webli.stages.dedup import descriptor, embedding, verifier
 from webli.stages.dedup.evalsets import EvalSetError, ImagePart, fingerprint_entries, image_parts, read_captions
 from webli.stages.dedup.index import (
     INDEX_VERSION,
@@ -259,6 +261,15 @@ def match_settings(config: Config) -> MatchSettings:
                          min_verifier_score=d.image_min_verifier_score)
 
 
+def check_fingerprint(config: Config) -> str:
+    """A digest of everything a shard's verdicts depend on besides the indexes: the check's settings, the
+    verifier's weights when it runs, and how the download stored the images."""
+    settings = match_settings(config)
+    checked = {"settings": dataclasses.asdict(settings), "resize_mode": config.download.resize_mode,
+               "verifier": verifier.weights_digest() if settings.min_verifier_score is not None else None}
+    return hashlib.sha256(json.dumps(checked, sort_keys=True).encode()).hexdigest()
+
+
 def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex]) -> dict:
     """Check one download shard: sidecar Parquet renamed into place, then the stats JSON."""
     store = StageDir(config.output, STAGE)
@@ -274,14 +285,15 @@ def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex]) -> di
     if unreadable:
         stats["problems_by_reason"]["unreadable_tar_member"] = unreadable
     store.write_table(f"{shard_name(shard_id)}.parquet", table, dedup_schema.DEDUP)
-    store.write_stats(shard_id, {**stats, "shard": shard_id})
+    store.write_stats(shard_id, {**stats, "shard": shard_id, "check_fingerprint": check_fingerprint(config)})
     return stats
 
 
-def stale_shards(store: StageDir, fingerprints: dict[str, str]) -> list[int]:
-    """Finished shards that were checked against other indexes (an eval set changed, was added or removed)."""
+def stale_shards(store: StageDir, fingerprints: dict[str, str], check: str) -> list[int]:
+    """Finished shards that were checked against other indexes (an eval set changed, was added or removed) or
+    by another check (`check_fingerprint`: other settings, other verifier weights)."""
     return [shard for shard, stats in store.read_all_stats().items()
-            if stats.get("index_fingerprints") != fingerprints]
+            if stats.get("index_fingerprints") != fingerprints or stats.get("check_fingerprint") != check]
 
 
 def merged_stats(shard_stats: list[dict], metas: list[dict]) -> dict:
@@ -317,8 +329,9 @@ def run_dedup(config: Config) -> dict:
     with LazyClient(config, workers) as client:
         metas = [ensure_index(config, eval_set, client) for eval_set in config.dedup.eval_sets]
         fingerprints = {m["name"]: m["fingerprint"] for m in metas}
-        for shard in stale_shards(store, fingerprints):
-            log.info("dedup: shard %d was checked against other eval-set indexes; checking it again", shard)
+        for shard in stale_shards(store, fingerprints, check_fingerprint(config)):
+            log.info("dedup: shard %d was checked against other eval-set indexes or with other check settings; "
+                     "checking it again", shard)
             store.fs.rm(store.stats_path(shard))
         todo = [s for s in shards if not store.is_done(s)]
         log.info("dedup: %d shard(s), %d to do, %d eval set(s)", len(shards), len(todo), len(metas))

@@ -21,12 +21,11 @@ per core.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 import cv2
 import numpy as np
 
-from webli.stages.dedup.shipped import load_shipped
+from webli.stages.dedup.shipped import load_shipped, shipped_digest
 
 SIDE = 64
 DIM = 64
@@ -81,9 +80,7 @@ def load_embedder():
 
 def weights_digest() -> str:
     """sha256 of the shipped weights (part of the index fingerprint: new weights, new index)."""
-    import hashlib
-
-    return hashlib.sha256(resources.files("webli.models").joinpath(WEIGHTS).read_bytes()).hexdigest()
+    return shipped_digest(WEIGHTS)
 
 
 def embed(squares: np.ndarray, model=None) -> np.ndarray:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
+
+
+def shipped_digest(file_name: str) -> str:
+    """sha256 of the weights shipped as `webli/models/<file_name>` (what a fingerprint of them holds)."""
+    return hashlib.sha256(resources.files("webli.models").joinpath(file_name).read_bytes()).hexdigest()
 
 
 def load_shipped(model, file_name: str, remedy: str):

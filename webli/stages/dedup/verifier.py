@@ -30,7 +30,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from webli.stages.dedup.shipped import load_shipped
+from webli.stages.dedup.shipped import load_shipped, shipped_digest
 
 SIDE = 128  # = verify.DETAIL: pairs are padded to SIDE x SIDE
 WIDTH = 16
@@ -110,6 +110,11 @@ def network(width: int = WIDTH):
             return self.head(torch.cat([mean, peak], 1)).squeeze(1)
 
     return PairNet()
+
+
+def weights_digest() -> str:
+    """sha256 of the shipped weights (part of the dedup stage's check fingerprint: new weights, shards re-checked)."""
+    return shipped_digest(WEIGHTS)
 
 
 @cache
