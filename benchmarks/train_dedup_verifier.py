@@ -22,9 +22,9 @@ threshold is chosen there, among the pairs the check accepts at the stage's
 defaults: the highest score threshold under which at most MAX_COPIES_REFUSED of
 those copies are refused, as they are and with candidate and eval image
 swapped. Each candidate's source size goes with it (verifier.pair_input
-blurs the reference to a small copy's resolution). AdamW, one-cycle learning rate; augmentation: pairs mirrored, and
-candidate and eval image swapped (an eval set may hold the edited copy and the
-crawl the original). The weights are written as float16 to
+blurs the reference to a small copy's resolution). AdamW, one-cycle learning
+rate; augmentation: pairs mirrored, and candidate and eval image swapped (an
+eval set may hold the edited copy and the crawl the original). The weights are written as float16 to
 webli/models/WEIGHTS, a report to benchmarks/results/dedup_verifier_train.md.
 Seeded; one run took about 25 min on 2 cores (the pairs 5 min, training 20 min).
 """
@@ -120,7 +120,7 @@ def family_pairs(job: tuple[str, list[tuple[str, int]], list[str], int]) -> list
     return made
 
 
-def published_copy(image, rng: random.Random):
+def published_copy(image: Image.Image, rng: random.Random) -> Image.Image:
     """The image as published for another edit: its longest side at most a random size in OTHER_EDIT_SIDES."""
     side = rng.randint(*OTHER_EDIT_SIDES)
     scale = min(1.0, side / max(image.size))
@@ -129,7 +129,7 @@ def published_copy(image, rng: random.Random):
 
 
 def build_pairs() -> list[tuple]:
-    """Every family's pairs (cached; about 3 min on 2 cores)."""
+    """Every family's pairs (cached in PAIRS; about 5 min on 2 cores)."""
     global _store
     if PAIRS.is_file():
         return pickle.loads(PAIRS.read_bytes())
