@@ -270,8 +270,9 @@ def check_fingerprint(config: Config) -> str:
     return hashlib.sha256(json.dumps(checked, sort_keys=True).encode()).hexdigest()
 
 
-def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex]) -> dict:
-    """Check one download shard: sidecar Parquet renamed into place, then the stats JSON."""
+def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex], check: str) -> dict:
+    """Check one download shard: sidecar Parquet renamed into place, then the stats JSON (with `check`, the
+    run's `check_fingerprint`)."""
     store = StageDir(config.output, STAGE)
     if store.is_done(shard_id):
         return store.read_json(f"{shard_name(shard_id)}_stats.json")
@@ -285,7 +286,7 @@ def dedup_task(shard_id: int, config: Config, indexes: list[EvalSetIndex]) -> di
     if unreadable:
         stats["problems_by_reason"]["unreadable_tar_member"] = unreadable
     store.write_table(f"{shard_name(shard_id)}.parquet", table, dedup_schema.DEDUP)
-    store.write_stats(shard_id, {**stats, "shard": shard_id, "check_fingerprint": check_fingerprint(config)})
+    store.write_stats(shard_id, {**stats, "shard": shard_id, "check_fingerprint": check})
     return stats
 
 
@@ -328,8 +329,8 @@ def run_dedup(config: Config) -> dict:
     workers = config.dedup.processes or config.cluster.workers
     with LazyClient(config, workers) as client:
         metas = [ensure_index(config, eval_set, client) for eval_set in config.dedup.eval_sets]
-        fingerprints = {m["name"]: m["fingerprint"] for m in metas}
-        for shard in stale_shards(store, fingerprints, check_fingerprint(config)):
+        fingerprints, check = {m["name"]: m["fingerprint"] for m in metas}, check_fingerprint(config)
+        for shard in stale_shards(store, fingerprints, check):
             log.info("dedup: shard %d was checked against other eval-set indexes or with other check settings; "
                      "checking it again", shard)
             store.fs.rm(store.stats_path(shard))
@@ -339,7 +340,7 @@ def run_dedup(config: Config) -> dict:
             indexes = [load_search_index(config, meta) for meta in metas]
             broadcast = client().scatter(indexes, broadcast=True) if indexes else []
             run_shards(client(), dedup_task, todo, description="dedup", retries=config.cluster.task_retries,
-                       args=(config, broadcast))
+                       args=(config, broadcast, check))
     shard_stats = [s for shard, s in store.read_all_stats().items() if shard in set(shards)]
     return merged_stats(shard_stats, metas)
 

@@ -30,6 +30,11 @@ def unit(image: Image.Image) -> float:
     return max(1.0, max(image.size) / SIDE)
 
 
+def view_size(image: Image.Image, least: int = 1) -> tuple[int, int]:
+    """(width, height) of the image's SIDE view, each at least `least`."""
+    return (max(least, round(image.width / unit(image))), max(least, round(image.height / unit(image))))
+
+
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), np.float32)
 
@@ -62,10 +67,9 @@ def noise(image: Image.Image, rng: random.Random) -> Image.Image:
     """Gaussian noise of 12-45 grey levels in view pixels, per channel or the same on all three."""
     generator = np.random.default_rng(rng.randrange(1 << 30))
     values = pixels(image)
-    scale = unit(image)
-    small = (max(1, round(values.shape[0] / scale)), max(1, round(values.shape[1] / scale)),
-             3 if rng.random() < 0.5 else 1)
-    grain = generator.normal(0, rng.uniform(12, 45), small).astype(np.float32)
+    width, height = view_size(image)
+    channels = 3 if rng.random() < 0.5 else 1
+    grain = generator.normal(0, rng.uniform(12, 45), (height, width, channels)).astype(np.float32)
     grain = cv2.resize(grain, (values.shape[1], values.shape[0]), interpolation=cv2.INTER_NEAREST)
     return from_pixels(values + (grain if grain.ndim == 3 else grain[..., None]))
 
@@ -148,8 +152,7 @@ def canvas(image: Image.Image, rng: random.Random) -> Image.Image:
 
 def edge_enhance(image: Image.Image, rng: random.Random) -> Image.Image:
     """Pillow's strong edge enhancement, on the SIDE view enlarged back: the outlines drawn in."""
-    small = image.resize((max(8, round(image.width / unit(image))), max(8, round(image.height / unit(image)))),
-                         Image.Resampling.BOX)
+    small = image.resize(view_size(image, least=8), Image.Resampling.BOX)
     return small.filter(ImageFilter.EDGE_ENHANCE_MORE).resize(image.size, Image.Resampling.BILINEAR)
 
 
@@ -163,7 +166,7 @@ OTHER_EDITS: dict[str, OtherEdit] = {
 def visible_change(original: Image.Image, edited: Image.Image) -> float:
     """How much an edit changes the picture at the verifier's scale: the RMS grey-level difference of the two
     SIDE views after the best gain and offset (which colour jitter may change freely)."""
-    size = (max(1, round(original.width / unit(original))), max(1, round(original.height / unit(original))))
+    size = view_size(original)
     before, after = (np.asarray(image.convert("L").resize(size, Image.Resampling.BOX), np.float64).ravel()
                      for image in (original, edited))
     design = np.stack([before, np.ones_like(before)], 1)

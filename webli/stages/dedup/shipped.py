@@ -6,9 +6,14 @@ import hashlib
 from importlib import resources
 
 
+def shipped_file(file_name: str):
+    """The file shipped as `webli/models/<file_name>` (an importlib.resources Traversable)."""
+    return resources.files("webli.models").joinpath(file_name)
+
+
 def shipped_digest(file_name: str) -> str:
     """sha256 of the weights shipped as `webli/models/<file_name>` (what a fingerprint of them holds)."""
-    return hashlib.sha256(resources.files("webli.models").joinpath(file_name).read_bytes()).hexdigest()
+    return hashlib.sha256(shipped_file(file_name).read_bytes()).hexdigest()
 
 
 def load_shipped(model, file_name: str, remedy: str):
@@ -18,7 +23,7 @@ def load_shipped(model, file_name: str, remedy: str):
     """
     import torch
 
-    weights = resources.files("webli.models").joinpath(file_name)
+    weights = shipped_file(file_name)
     if not weights.is_file():
         raise FileNotFoundError(f"the dedup stage's weights {weights} are missing: {remedy}")
     with weights.open("rb") as handle:
