@@ -41,6 +41,7 @@ from collections import defaultdict
 from multiprocessing import Pool
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -233,8 +234,10 @@ def main() -> None:
         PAIRS.unlink(missing_ok=True)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one thread while building the pairs: the forked workers then cannot inherit a
+    cv2.setNumThreads(1)  # thread pool that is held by a thread not forked with them (which hangs them)
     made = build_pairs()
+    torch.set_num_threads(2)
     labels = np.array([m[0] for m in made])
     pairs = np.stack([m[4] for m in made])
     accepted = np.array([m[5] for m in made])

@@ -47,7 +47,7 @@ from webli.stages.dedup.match import (
     search_neighbours,
 )
 from webli.stages.dedup.other_edits import OTHER_EDITS, apply_other_edit, visible_change
-from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
+from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, prepare_image, read_tar_images
 from webli.stages.dedup.shipped import load_shipped
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
@@ -146,6 +146,17 @@ def test_source_side_is_the_source_pixels_across_the_kept_picture():
     assert source_side("keep_ratio", 300, 400) == 400
     assert source_side("center_crop", 400, 300) == 300  # a square of the shorter side is kept
     assert source_side("border", None, 300) is None
+
+
+def test_a_candidate_holds_its_source_pixels_up_to_the_download_size():
+    photo = Image.fromarray(skdata.astronaut())  # 512 px: the download keeps 256
+    for image, side in ((photo, 256), (photo.resize((100, 100)), 100), (photo.resize((300, 150)), 256)):
+        data, width, height = downloaded(image)
+        picture, problem, held = prepare_image(data, "border", width, height)
+        assert problem is None and max(picture.shape[:2]) == 256 and held == side
+    data, _, _ = downloaded(photo.resize((100, 100)))
+    assert prepare_image(data, "border", None, None)[2] == 256  # source unknown: the download's size
+    assert prepare_image(b"not an image", "border", 100, 100) == (None, "decode_error", None)
 
 
 def test_the_verifier_sees_the_reference_at_a_small_copy_s_resolution():

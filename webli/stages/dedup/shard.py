@@ -65,17 +65,20 @@ def read_tar_images(fileobj: IO[bytes]) -> tuple[dict[str, bytes], int]:
 
 
 def prepare_image(data: bytes | None, resize_mode: str, original_width: int | None,
-                  original_height: int | None) -> tuple[np.ndarray | None, str | None]:
-    """The normalised candidate image, or None and the reason it cannot be checked."""
+                  original_height: int | None) -> tuple[np.ndarray | None, str | None, int | None]:
+    """The normalised candidate image, no reason, and the pixels its picture holds across its longest side (the
+    download's size, or its source's when smaller: `source_side`); or None, the reason it cannot be checked, None.
+    """
     if data is None:
-        return None, "image_missing"
+        return None, "image_missing", None
     try:
         image = candidate_content(decode_candidate(data), resize_mode, original_width, original_height)
     except DecodeError:
-        return None, "decode_error"
+        return None, "decode_error", None
     if too_small(image):
-        return None, "image_too_small"
-    return normalise(image), None
+        return None, "image_too_small", None
+    source = source_side(resize_mode, original_width, original_height)
+    return normalise(image), None, min(max(image.shape[:2]), source or max(image.shape[:2]))
 
 
 def _better_image(current: tuple[str, ImageMatch] | None, match: ImageMatch) -> bool:
@@ -94,9 +97,9 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     widths = success.column("original_width").to_pylist()
     heights = success.column("original_height").to_pylist()
     prepared = [prepare_image(images.get(k), resize_mode, w, h) for k, w, h in zip(keys, widths, heights)]
-    checkable = [i for i, (image, _) in enumerate(prepared) if image is not None]
+    checkable = [i for i, (image, _, _) in enumerate(prepared) if image is not None]
     pictures = [prepared[i][0] for i in checkable]
-    sides = [source_side(resize_mode, widths[i], heights[i]) for i in checkable]
+    sides = [prepared[i][2] for i in checkable]
     needs_views = any(index.images is not None and len(index.images) for index, _ in indexes)
     views = [descriptor.query_views(picture) for picture in pictures] if needs_views else None
     learned = embedding.query_vectors(pictures) if needs_views else None
@@ -120,7 +123,7 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
                     if _better_text(best_text[position], match):
                         best_text[position] = (index.name, match)
         per_set[index.name] = {"image": len(image_hits), "text": len(text_hits), "removed": len(image_hits | text_hits)}
-    problems = [problem for _, problem in prepared]
+    problems = [problem for _, problem, _ in prepared]
     table = verdict_table(success, best_image, best_text, problems)
     extra_members = sum(1 for k in images if k not in set(keys))
     return table, shard_stats(table, problems, per_set, extra_members, {i.name: i.fingerprint for i, _ in indexes})
