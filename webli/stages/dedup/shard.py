@@ -77,8 +77,8 @@ def prepare_image(data: bytes | None, resize_mode: str, original_width: int | No
         return None, "decode_error", None
     if too_small(image):
         return None, "image_too_small", None
-    source = source_side(resize_mode, original_width, original_height)
-    return normalise(image), None, min(max(image.shape[:2]), source or max(image.shape[:2]))
+    held = max(image.shape[:2])
+    return normalise(image), None, min(held, source_side(resize_mode, original_width, original_height) or held)
 
 
 def _better_image(current: tuple[str, ImageMatch] | None, match: ImageMatch) -> bool:

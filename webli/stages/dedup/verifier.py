@@ -30,6 +30,7 @@ from functools import cache
 import cv2
 import numpy as np
 
+from webli.stages.dedup.images import normalise
 from webli.stages.dedup.shipped import load_shipped, shipped_digest
 
 SIDE = 128  # = verify.DETAIL: pairs are padded to SIDE x SIDE
@@ -45,10 +46,7 @@ def at_resolution(image: np.ndarray, side: int | None) -> np.ndarray:
     height, width = image.shape
     if side is None or side >= max(height, width):
         return image
-    scale = side / max(height, width)
-    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(normalise(image, side), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def pair_input(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray,
