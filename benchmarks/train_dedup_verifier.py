@@ -46,15 +46,14 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dedup import build_index, candidate_image, downloaded, png_bytes, web_copy  # noqa: E402
+from bench_dedup import bench_candidate, build_index, downloaded, png_bytes, web_copy  # noqa: E402
 from bench_dedup_corpus import REALWEB_WWW, is_bench_family, scan_corpus  # noqa: E402
 from common import RESULTS_DIR, command_line, log, machine_note, md_table  # noqa: E402
 
 from webli.pipeline.config import DownloadConfig  # noqa: E402
 from webli.stages.dedup import verifier  # noqa: E402
 from webli.stages.dedup.edits import EDIT_CHAINS, apply_edits  # noqa: E402
-from webli.stages.dedup.images import source_side  # noqa: E402
-from webli.stages.dedup.match import Candidate, MatchSettings, check_neighbour  # noqa: E402
+from webli.stages.dedup.match import MatchSettings, check_neighbour  # noqa: E402
 from webli.stages.dedup.other_edits import apply_other_edit, other_edit_names, visible_change  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
@@ -85,7 +84,7 @@ def aligned(sample: tuple | None, row: int) -> tuple | None:
     """(packed pair, accepted at the stage's defaults?) of a downloaded sample against eval row `row`, or None."""
     if sample is None:
         return None
-    candidate = Candidate(candidate_image({"sample": sample}), source_side("border", *sample[1:]))
+    candidate = bench_candidate(sample)
     verification = check_neighbour(candidate, _store, row, ALIGN)
     if not verification.accepted or verification.pair is None:
         return None

@@ -152,11 +152,11 @@ def test_a_candidate_holds_its_source_pixels_up_to_the_download_size():
     photo = Image.fromarray(skdata.astronaut())  # 512 px: the download keeps 256
     for image, side in ((photo, 256), (photo.resize((100, 100)), 100), (photo.resize((300, 150)), 256)):
         data, width, height = downloaded(image)
-        picture, problem, held = prepare_image(data, "border", width, height)
-        assert problem is None and max(picture.shape[:2]) == 256 and held == side
+        candidate, problem = prepare_image(data, "border", width, height)
+        assert problem is None and max(candidate.image.shape[:2]) == 256 and candidate.source_side == side
     data, _, _ = downloaded(photo.resize((100, 100)))
-    assert prepare_image(data, "border", None, None)[2] == 256  # source unknown: the download's size
-    assert prepare_image(b"not an image", "border", 100, 100) == (None, "decode_error", None)
+    assert prepare_image(data, "border", None, None)[0].source_side == 256  # source unknown: the download's size
+    assert prepare_image(b"not an image", "border", 100, 100) == (None, "decode_error")
 
 
 def test_the_verifier_sees_the_reference_at_a_small_copy_s_resolution():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from webli.stages.dedup import descriptor, embedding, verifier
+from webli.stages.dedup.images import normalise, source_side
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.verify import (
     ORB_FEATURES_QUERY,
@@ -80,6 +81,14 @@ class Candidate:
             self._orientations = [(image, orb_features(grey(image), ORB_FEATURES_QUERY), working_grey(image))
                                   for image in (self.image, flipped)]
         return self._orientations
+
+
+def downloaded_candidate(content: np.ndarray, resize_mode: str, original_width: int | None,
+                         original_height: int | None) -> Candidate:
+    """The candidate of a downloaded picture (its padding already cut, `images.candidate_content`): normalised,
+    holding the pixels the download kept across its longest side, or its source's when fewer."""
+    held = max(content.shape[:2])
+    return Candidate(normalise(content), min(held, source_side(resize_mode, original_width, original_height) or held))
 
 
 def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, settings: MatchSettings) -> Verification:

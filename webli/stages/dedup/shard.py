@@ -15,23 +15,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import IO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from webli import schemas
 from webli.schemas import dedup as dedup_schema
 from webli.stages.dedup import descriptor, embedding
-from webli.stages.dedup.images import (
-    DecodeError,
-    candidate_content,
-    decode_candidate,
-    normalise,
-    source_side,
-    too_small,
-)
+from webli.stages.dedup.images import DecodeError, candidate_content, decode_candidate, too_small
 from webli.stages.dedup.index import ImageIndex, VerificationStore
-from webli.stages.dedup.match import ImageMatch, MatchSettings, match_images
+from webli.stages.dedup.match import Candidate, ImageMatch, MatchSettings, downloaded_candidate, match_images
 from webli.stages.dedup.text import CaptionIndex, TextMatch
 
 IMAGE_EXTENSIONS = ("jpg", "png", "webp")
@@ -65,20 +57,18 @@ def read_tar_images(fileobj: IO[bytes]) -> tuple[dict[str, bytes], int]:
 
 
 def prepare_image(data: bytes | None, resize_mode: str, original_width: int | None,
-                  original_height: int | None) -> tuple[np.ndarray | None, str | None, int | None]:
-    """The normalised candidate image, no reason, and the pixels its picture holds across its longest side (the
-    download's size, or its source's when smaller: `source_side`); or None, the reason it cannot be checked, None.
-    """
+                  original_height: int | None) -> tuple[Candidate | None, str | None]:
+    """The candidate to check (`match.downloaded_candidate`) and no reason; or None and the reason it cannot be
+    checked."""
     if data is None:
-        return None, "image_missing", None
+        return None, "image_missing"
     try:
         image = candidate_content(decode_candidate(data), resize_mode, original_width, original_height)
     except DecodeError:
-        return None, "decode_error", None
+        return None, "decode_error"
     if too_small(image):
-        return None, "image_too_small", None
-    held = max(image.shape[:2])
-    return normalise(image), None, min(held, source_side(resize_mode, original_width, original_height) or held)
+        return None, "image_too_small"
+    return downloaded_candidate(image, resize_mode, original_width, original_height), None
 
 
 def _better_image(current: tuple[str, ImageMatch] | None, match: ImageMatch) -> bool:
@@ -97,9 +87,9 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
     widths = success.column("original_width").to_pylist()
     heights = success.column("original_height").to_pylist()
     prepared = [prepare_image(images.get(k), resize_mode, w, h) for k, w, h in zip(keys, widths, heights)]
-    checkable = [i for i, (image, _, _) in enumerate(prepared) if image is not None]
-    pictures = [prepared[i][0] for i in checkable]
-    sides = [prepared[i][2] for i in checkable]
+    checkable = [i for i, (candidate, _) in enumerate(prepared) if candidate is not None]
+    pictures = [prepared[i][0].image for i in checkable]
+    sides = [prepared[i][0].source_side for i in checkable]
     needs_views = any(index.images is not None and len(index.images) for index, _ in indexes)
     views = [descriptor.query_views(picture) for picture in pictures] if needs_views else None
     learned = embedding.query_vectors(pictures) if needs_views else None
@@ -123,7 +113,7 @@ def dedup_shard(rows: pa.Table, images: dict[str, bytes], indexes: list[tuple[Ev
                     if _better_text(best_text[position], match):
                         best_text[position] = (index.name, match)
         per_set[index.name] = {"image": len(image_hits), "text": len(text_hits), "removed": len(image_hits | text_hits)}
-    problems = [problem for _, problem, _ in prepared]
+    problems = [problem for _, problem in prepared]
     table = verdict_table(success, best_image, best_text, problems)
     extra_members = sum(1 for k in images if k not in set(keys))
     return table, shard_stats(table, problems, per_set, extra_members, {i.name: i.fingerprint for i, _ in indexes})
