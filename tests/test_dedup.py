@@ -60,6 +60,7 @@ from webli.stages.dedup.verify import (
     detail_image,
     grey,
     orb_features,
+    seen_at_source,
     structure_comparison,
     template_transform,
     thumbnail,
@@ -174,6 +175,23 @@ def test_the_verifier_sees_the_reference_at_a_small_copy_s_resolution():
     small = verifier.pair_input(candidate_grey, reference, valid, 40)  # enlarged from 40 px: blurred to match
     assert sharpness(small) < 0.7 * sharpness(sharp)
     assert np.array_equal(small[0], sharp[0]) and np.array_equal(small[2], sharp[2])
+
+
+def rms_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(((a.astype(np.float32) - b) ** 2).mean()))
+
+
+def test_the_structure_test_sees_the_eval_image_at_a_small_copy_s_resolution():
+    photo = Image.fromarray(skdata.astronaut())
+    reference = working_grey(normalise(np.asarray(photo)))
+    assert seen_at_source(reference, None) is reference and seen_at_source(reference, 128) is reference
+    for side in (40, 64):  # enlarged by the download to 256 px, compared at 128
+        data, width, height = downloaded(photo.resize((side, side), Image.LANCZOS))
+        copy, problem = prepare_image(data, "border", width, height)
+        copy_grey = working_grey(copy.image)
+        seen = seen_at_source(reference, copy.source_side)
+        assert problem is None and copy.source_side == side and seen.shape == reference.shape
+        assert rms_difference(seen, copy_grey) < 0.5 * rms_difference(reference, copy_grey)
 
 
 # --- text -----------------------------------------------------------------------------------------------

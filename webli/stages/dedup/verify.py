@@ -34,7 +34,10 @@
    a translated label) makes neighbouring cells disagree together. Only cells
    with STRONG_TEXTURE count towards a group: faint texture (a sky, JPEG noise
    over a flat background) decorrelates in patches under jitter and JPEG,
-   while a changed label or widget has strong edges.
+   while a changed label or widget has strong edges. A candidate whose source
+   held fewer pixels than this scale (a small copy, enlarged by the download)
+   is compared with the eval image as that source shows it (`seen_at_source`):
+   the detail it never had does not count as a change.
 5. Pairs ORB cannot align (too few inliers: a blurred small copy, a flat
    screenshot) are aligned by template matching instead: the candidate in
    grey, shrunk to TEMPLATE_COVERS of the eval image's width (a crop) and
@@ -60,6 +63,7 @@ import cv2
 import numpy as np
 
 from webli.stages.dedup import verifier
+from webli.stages.dedup.images import normalise
 
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
@@ -298,6 +302,17 @@ def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return kept
 
 
+def seen_at_source(reference: np.ndarray, source_side: int | None) -> np.ndarray:
+    """A warped eval detail (grey, on the candidate's working grid) as a candidate whose source held only
+    `source_side` pixels across shows it: shrunk to that, enlarged as the download enlarges (Lanczos, to twice
+    the grid: the normalised scale) and shrunk back to the grid. Unchanged when the source is unknown or larger."""
+    height, width = reference.shape
+    if source_side is None or source_side >= max(height, width):
+        return reference
+    enlarged = cv2.resize(normalise(reference, source_side), (2 * width, 2 * height), interpolation=cv2.INTER_LANCZOS4)
+    return cv2.resize(enlarged, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
     """(share of the textured cells, outside the banner band, where the aligned images correlate; cells in the
     largest 8-connected group of those that do not and have STRONG_TEXTURE)."""
@@ -408,7 +423,8 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, 
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
     inside &= turned_frame(matrix, query_grey.shape)
-    return (True, *structure_comparison(query_grey, reference, inside), fit_correlation(query_grey, reference, inside),
+    return (True, *structure_comparison(query_grey, seen_at_source(reference, source_side), inside),
+            fit_correlation(query_grey, reference, inside),
             verifier.pair_input(query_grey, reference, inside, source_side))
 
 
