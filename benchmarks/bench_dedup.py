@@ -46,6 +46,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a Dask worker runs it (torch reads this on import)
 import cv2  # noqa: E402
@@ -66,11 +67,10 @@ from webli.stages.dedup.index import VerificationStore, assemble_image_index, bu
 from webli.stages.dedup.match import (  # noqa: E402
     Candidate,
     MatchSettings,
-    check_neighbour,
-    check_unaligned,
     downloaded_candidate,
     search_neighbours,
 )
+from webli.stages.dedup.verify import verify_pair, verify_unaligned  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
 WORK = Path("/tmp/webli-dedup-bench")
@@ -214,8 +214,8 @@ def build_index(eval_paths: list[str]):
 def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple[list[dict], dict]:
     """Every candidate through decode -> views -> search -> check of each neighbour.
 
-    The check runs with no inlier or agreement threshold and its numbers are
-    kept per neighbour, so `decide` can apply any thresholds afterwards.
+    The check runs with no agreement, local-change or verifier threshold and its numbers are kept per neighbour
+    and orientation (`oriented_check`), so `decide` can apply any thresholds afterwards as the stage would.
     """
     item_row = {index.items[r].as_py(): r for r in range(len(index))}
     label_row = [item_row.get(p, -1) for p in benchmark["evals"]]
@@ -234,20 +234,15 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
     hash_top = index.search(views, 1, settings.probe, -1.0)
-    loose = MatchSettings(**{**settings.__dict__, "min_agreement": 0.0, "max_local_change": 0,
-                             "min_verifier_score": 0.0})  # the verifier scores every pair and refuses none
     outcomes = []
     started = time.perf_counter()
     for candidate, found, hashed in zip(benchmark["candidates"], neighbours, hash_top):
         true_row = label_row[candidate["label"]] if candidate["label"] >= 0 else -1
         query = prepared.pop(0)  # off the list, so its features are freed after its checks
-        checks = []
-        for row, similarity in found:
-            v = check_neighbour(query, store, row, loose)
-            path = {"match": "orb", "match_template": "template"}.get(v.reason) if v.accepted else None
-            unaligned = v if v.reason == "match_unaligned" else check_unaligned(query, store, row, 0, 0.0)
-            checks.append((row, similarity, path, v.inliers, v.agreement, v.local_change, unaligned.accepted,
-                           unaligned.local_change, v.fit, unaligned.fit, v.verifier_score, unaligned.verifier_score))
+        checks = [(row, similarity, tuple(oriented_check(image, features, work, store.entry(row), settings,
+                                                         query.source_side)
+                                          for image, features, work in query.orientations()))
+                  for row, similarity in found]
         rows = [r for r, _ in found]
         outcomes.append({
             "kind": candidate["kind"], "positive": true_row >= 0, "true_row": true_row,
@@ -260,24 +255,57 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     return outcomes, timings
 
 
+class Oriented(NamedTuple):
+    """One orientation of a candidate checked against one eval image with no agreement, local-change or verifier
+    threshold (`oriented_check`): what `decide` needs to apply any of them afterwards as the stage would."""
+
+    path: str | None  # "orb" or "template": aligned (colour plausible), else None
+    inliers: int
+    agreement: float
+    local_change: int
+    fit: float
+    score: float | None  # the pair verifier's
+    unaligned: bool  # compared without a transform and accepted at verify.UNALIGNED_MIN_AGREEMENT
+    unaligned_agreement: float
+    unaligned_local_change: int
+    unaligned_fit: float
+    unaligned_score: float | None
+
+
+def oriented_check(image: np.ndarray, features, work: np.ndarray, target, settings: MatchSettings,
+                   source_side: int | None) -> tuple:
+    """An `Oriented` (as a plain tuple, so the pickled outcomes load anywhere) of one orientation of a candidate:
+    `verify_pair` and `verify_unaligned` as `match.check_neighbour` runs them, with nothing refused but at the
+    inlier threshold (the verifier scores every pair that aligns)."""
+    aligned = verify_pair(features, image, target, settings.min_inliers, 0.0, work, 0, 0.0, source_side)
+    unaligned = verify_unaligned(image, target, work, 0, 0.0, source_side)
+    path = {"match": "orb", "match_template": "template"}.get(aligned.reason) if aligned.accepted else None
+    return (path, aligned.inliers, aligned.agreement, aligned.local_change, aligned.fit, aligned.verifier_score,
+            unaligned.accepted, unaligned.agreement, unaligned.local_change, unaligned.fit, unaligned.verifier_score)
+
+
 def passing_key(check: tuple, min_inliers: int, min_agreement: float, max_local_change: int,
                 min_verifier_score: float | None = None) -> tuple | None:
-    """The sort key (best fit first) of a recorded neighbour check that passes these thresholds, else None: aligned
-    by ORB (enough inliers) or by template matching with enough agreement, or else compared without a transform;
-    either way its largest group of disagreeing cells under `max_local_change`, unless that is 0, and its
+    """The sort key (best fit first) of a recorded neighbour check that passes these thresholds, else None, as
+    `match.check_neighbour` decides: the orientation that fits best of those aligned by ORB (enough inliers)
+    or by template matching with enough agreement; else, compared without a transform, the one that agrees
+    most. Either way its largest group of disagreeing cells under `max_local_change`, unless that is 0, and its
     verifier score at least `min_verifier_score`, unless that is None."""
-    row, sim, path, inliers, agreement, change, unaligned, unaligned_change, fit, unaligned_fit, *scores = check
+    row, similarity, orientations = check
+    orientations = [Oriented(*o) for o in orientations]
 
     def passes(group: int, score: float | None) -> bool:
         small = not max_local_change or group < max_local_change
         return small and (min_verifier_score is None or (score is not None and score >= min_verifier_score))
 
-    score, unaligned_score = scores or (None, None)
-    aligned_ok = (path == "template" or (path == "orb" and inliers >= min_inliers)) and agreement >= min_agreement
-    if aligned_ok and passes(change, score):
-        return -fit, -sim, row
-    if unaligned and passes(unaligned_change, unaligned_score):
-        return -unaligned_fit, -sim, row
+    aligned = [o.fit for o in orientations
+               if (o.path == "template" or (o.path == "orb" and o.inliers >= min_inliers))
+               and o.agreement >= min_agreement and passes(o.local_change, o.score)]
+    if aligned:
+        return -max(aligned), -similarity, row
+    unaligned = [o for o in orientations if o.unaligned and passes(o.unaligned_local_change, o.unaligned_score)]
+    if unaligned:
+        return -max(unaligned, key=lambda o: o.unaligned_agreement).unaligned_fit, -similarity, row
     return None
 
 
@@ -288,7 +316,8 @@ def decide(outcomes: list[dict], min_inliers: int, min_agreement: float, max_loc
     a transform: `verify_unaligned`; either way its largest group of disagreeing cells must be under
     `max_local_change`, unless that is 0, and its verifier score at least `min_verifier_score`, unless that is
     None). The checks were recorded at the default inlier threshold, so
-    `min_inliers` must be at least that (a pair under it went to template matching)."""
+    `min_inliers` must be at least that (a pair under it went to template matching). At the stage's settings
+    this is the stage's verdict (`match.best_match`)."""
     for o in outcomes:
         keys = [passing_key(c, min_inliers, min_agreement, max_local_change, min_verifier_score) for c in o["checks"]]
         passing = [key for key in keys if key is not None]
@@ -436,18 +465,18 @@ def losses_table(outcomes: list[dict], settings: MatchSettings) -> str:
         check = next((c for c in o["checks"] if c[0] == o["true_row"]), None)
         if check is None:
             verdict = columns[5]
+        elif passing_key(check, *structure_only, settings.min_verifier_score):
+            verdict = columns[0]
+        elif passing_key(check, *structure_only):
+            verdict = columns[4]
         else:
-            path, agreement, unaligned = check[2], check[4], check[6]
-            if passing_key(check, *structure_only, settings.min_verifier_score):
-                verdict = columns[0]
-            elif passing_key(check, *structure_only):
-                verdict = columns[4]
-            elif path is None and not unaligned:
-                verdict = columns[1]
-            elif path is not None and agreement < settings.min_agreement:
+            orientations = [Oriented(*x) for x in check[2]]
+            if any(x.unaligned or (x.path and x.agreement >= settings.min_agreement) for x in orientations):
+                verdict = columns[3]
+            elif any(x.path for x in orientations):
                 verdict = columns[2]
             else:
-                verdict = columns[3]
+                verdict = columns[1]
         counts[o["kind"]][verdict] += 1
     total = sum(counts.values(), Counter())
     rows = [[kind, *(counts[kind][c] for c in columns)] for kind in EDIT_CHAINS if kind in counts]
@@ -519,8 +548,9 @@ def main() -> None:
     index, store, build_seconds = build_index(benchmark["evals"])
     log(f"index of {len(index)} eval images built in {build_seconds:.1f} s")
     if arguments.reuse_outcomes:
-        saved = pickle.loads(outcomes_file.read_bytes())
-        outcomes, timings = saved if isinstance(saved, tuple) else (saved, Counter())
+        outcomes, timings = pickle.loads(outcomes_file.read_bytes())
+        if any(len(check) != 3 for o in outcomes for check in o["checks"]):
+            raise SystemExit(f"{outcomes_file} holds checks of an older format: run without --reuse-outcomes")
     else:
         outcomes, timings = run_matcher(benchmark, index, store, settings)
         outcomes_file.write_bytes(pickle.dumps((outcomes, timings)))

@@ -58,6 +58,7 @@ from webli.stages.dedup.verify import (
     aligned_detail,
     content_check,
     detail_image,
+    fit_correlation,
     grey,
     orb_features,
     seen_at_source,
@@ -402,6 +403,22 @@ def test_structure_test_tolerates_jitter_and_a_banner_but_not_other_text():
     assert structure_of(jittered, original) >= 0.9
     assert structure_of(bannered, original) >= 0.9
     assert structure_of(np.asarray(other), original) < 0.8
+
+
+def test_the_fit_that_picks_among_eval_images_leaves_the_banner_out():
+    """Two eval images differing in one region: a bannered copy of one fits it better than the other, although
+    the banner alone would decorrelate both about equally."""
+    rng = np.random.default_rng(1)
+    photo = cv2.GaussianBlur(rng.uniform(0, 255, (128, 128)).astype(np.float32), (0, 0), 3.0) * 4 - 384
+    twin = photo.copy()
+    twin[20:60, 30:90] = cv2.GaussianBlur(rng.uniform(0, 255, (40, 60)).astype(np.float32), (0, 0), 3.0) * 4 - 384
+    inside = np.ones(photo.shape, bool)
+    for rows in (slice(100, None), slice(0, 26)):
+        copy = photo.copy()
+        copy[rows] = 255.0
+        assert fit_correlation(copy, photo, inside) > 0.999
+        assert fit_correlation(copy, photo, inside) > fit_correlation(copy, twin, inside) + 0.05
+        assert np.corrcoef(copy.ravel(), photo.ravel())[0, 1] < 0.9  # with the banner counted
 
 
 def test_only_strongly_textured_cells_count_towards_a_local_change():

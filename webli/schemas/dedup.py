@@ -27,8 +27,8 @@ DEDUP = pa.schema(
         pa.field("image_similarity", pa.float32()),  # learned-embedding cosine similarity of that match
         pa.field("image_inliers", pa.int32()),  # geometrically consistent local-feature matches (0: compared
         # without local features, the eval image rescaled as a whole; see verify.verify_unaligned)
-        pa.field("image_fit", pa.float32()),  # correlation of the aligned grey images: of several eval images
-        # accepted, the one with the highest wins (see verify.fit_correlation)
+        pa.field("image_fit", pa.float32()),  # correlation of the aligned grey images, banner band left out: of
+        # several eval images accepted, the one with the highest wins (see verify.fit_correlation)
         pa.field("image_verifier_score", pa.float32()),  # the learned pair verifier's copy probability (null:
         # not run, dedup.image_min_verifier_score null)
         pa.field(TEXT_DUPLICATE, pa.bool_(), nullable=False),  # caption near-duplicate of an eval caption

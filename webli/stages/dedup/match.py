@@ -11,8 +11,8 @@ pair check of verify.py runs against each neighbour, most similar first
 for a neighbour neither aligns, without a transform when the aspect ratios
 match; last, the learned pair verifier of verifier.py). Of the accepted
 neighbours, the one the candidate fits best wins (the highest correlation of
-the aligned grey images: near-identical eval images, two desaturations of one
-photo say, are often both accepted).
+the aligned grey images outside the banner band: near-identical eval images,
+two desaturations of one photo say, are often both accepted).
 """
 
 from __future__ import annotations

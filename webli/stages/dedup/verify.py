@@ -289,11 +289,12 @@ def cell_correlation(candidate: np.ndarray, reference: np.ndarray,
     return correlation, np.maximum(spread_a, spread_b), inside
 
 
-def without_banner(disagree: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """`usable` with the top or bottom BANNER_SHARE of the cell rows left out, whichever disagrees more."""
+def without_banner(disagreement: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """`usable` with the top or bottom BANNER_SHARE of the rows left out, whichever disagrees more
+    (`disagreement`: per row and column, a flag or an amount)."""
     rows = usable.shape[0]
     band = int(np.ceil(BANNER_SHARE * rows))
-    per_row = (disagree & usable).sum(1)
+    per_row = np.where(usable, disagreement, 0).sum(1)
     kept = usable.copy()
     if per_row[:band].sum() >= per_row[rows - band:].sum():
         kept[:band] = False
@@ -328,8 +329,16 @@ def structure_comparison(candidate: np.ndarray, reference: np.ndarray, valid: np
 
 
 def fit_correlation(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
-    """Pearson correlation of two aligned grey images over the valid pixels (0 when either is flat there)."""
-    a, b = candidate[valid], reference[valid]
+    """Pearson correlation of two aligned grey images over the valid pixels (0 when either is flat there), the
+    banner band left out: the top or bottom BANNER_SHARE of the rows the reference, fitted by one gain and
+    offset, fits worse. Of two eval images both accepted, a banner would otherwise outweigh what tells them
+    apart."""
+    if valid.sum() < 2:
+        return 0.0
+    design = np.stack([reference[valid], np.ones(int(valid.sum()), np.float32)], 1)
+    gain, offset = np.linalg.lstsq(design, candidate[valid], rcond=None)[0]
+    kept = without_banner(np.abs(candidate - (gain * reference + offset)), valid)
+    a, b = candidate[kept], reference[kept]
     if a.size < 2:
         return 0.0
     a, b = a - a.mean(), b - b.mean()
@@ -423,8 +432,8 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, 
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
     inside &= turned_frame(matrix, query_grey.shape)
-    return (True, *structure_comparison(query_grey, seen_at_source(reference, source_side), inside),
-            fit_correlation(query_grey, reference, inside),
+    seen = seen_at_source(reference, source_side)
+    return (True, *structure_comparison(query_grey, seen, inside), fit_correlation(query_grey, seen, inside),
             verifier.pair_input(query_grey, reference, inside, source_side))
 
 
