@@ -52,15 +52,21 @@ from webli.stages.dedup.shipped import load_shipped
 from webli.stages.dedup.text import CaptionIndex, jaccard, shingles
 from webli.stages.dedup.text import normalise as normalise_text
 from webli.stages.dedup.verify import (
+    MAX_HUE_WRONG,
     ORB_FEATURES_EVAL,
     EvalEntry,
     Verification,
     aligned_detail,
+    coloured_pixels,
     content_check,
     detail_image,
     fit_correlation,
     grey,
+    hue_disagreement,
+    hue_shift,
+    lab,
     orb_features,
+    robust_colour_fit,
     seen_at_source,
     structure_comparison,
     template_transform,
@@ -68,6 +74,7 @@ from webli.stages.dedup.verify import (
     turned_frame,
     verify_pair,
     verify_unaligned,
+    with_hue_shifted,
     working_grey,
 )
 from webli.stages.download import ProbingResizer
@@ -577,6 +584,33 @@ def test_check_rejects_a_grey_copy_of_a_colour_photo():
     original = photo("astronaut")
     result = check(candidate(original.convert("L").convert("RGB")), original)
     assert not result.accepted and result.reason == "colour"
+
+
+def test_the_colour_test_takes_the_jitter_s_hue_shift_and_refuses_a_region_recoloured():
+    """Jitter shifts every HSV hue alike; in CIELAB the same shift turns cyan and blue by 40-70 degrees, more
+    than one CIELAB turn may be. Shifting half of the picture the other way is another edit."""
+    rng = np.random.default_rng(0)
+    hsv = np.stack([rng.uniform(150, 215, (8, 8)) / 360 * 255, np.full((8, 8), 230.0),
+                    rng.uniform(120, 240, (8, 8))], 2).astype(np.uint8)
+    reference = np.array(Image.fromarray(np.kron(hsv, np.ones((4, 4, 1), np.uint8)), "HSV").convert("RGB"))
+
+    def shifted(rgb: np.ndarray, steps: int) -> np.ndarray:
+        turned = np.array(Image.fromarray(rgb).convert("HSV"))
+        turned[..., 0] = (turned[..., 0].astype(int) + steps) % 256
+        return np.array(Image.fromarray(turned, "HSV").convert("RGB"))
+
+    valid = np.ones((32, 32), bool)
+    jittered = shifted(reference, 15)  # the envelope's largest hue turn: 0.06 of the circle
+    shift = hue_shift(jittered, reference, coloured_pixels(lab(jittered), lab(reference), valid))
+    assert abs(shift - 15 / 256 * 360) < 2
+    fitted, plausible = robust_colour_fit(lab(jittered), lab(with_hue_shifted(reference, shift)), valid)
+    assert plausible and hue_disagreement(lab(jittered), fitted, valid) == 0.0
+    assert not robust_colour_fit(lab(jittered), lab(reference), valid)[1]  # one CIELAB turn does not fit it
+    recoloured = jittered.copy()
+    recoloured[:, 16:] = shifted(reference, -40)[:, 16:]
+    shift = hue_shift(recoloured, reference, coloured_pixels(lab(recoloured), lab(reference), valid))
+    fitted, _ = robust_colour_fit(lab(recoloured), lab(with_hue_shifted(reference, shift)), valid)
+    assert hue_disagreement(lab(recoloured), fitted, valid) > MAX_HUE_WRONG
 
 
 def test_check_rejects_the_same_photo_with_another_part_painted_over():

@@ -8,8 +8,10 @@
    scale within SCALE_RANGE (a crop of up to 20% zooms in by up to 1.25x),
    rotation within MAX_ANGLE, and enough inliers spread over the candidate.
 3. Colour: the eval image's 32x32 thumbnail is warped onto the candidate with
-   that transform and compared in CIELAB after fitting one global brightness /
-   contrast change and one chroma scale and hue turn (colour jitter). The
+   that transform, its HSV hue shifted by the one shift that fits the coloured
+   pixels best (jitter shifts every HSV hue alike, within MAX_HUE_SHIFT), and
+   compared in CIELAB after fitting one global brightness / contrast change and
+   one chroma scale and hue turn (colour jitter). The
    change must stay within the jitter envelope (a grey copy of a colour photo
    is another edit, not a jittered copy) and at least MIN_COLOUR_AGREEMENT of
    the cells outside the banner band must agree, and at most MAX_HUE_WRONG of
@@ -81,6 +83,7 @@ MAX_HUE_TURN = 35.0  # degrees of hue rotation allowed
 MIN_CHROMA = 6.0  # mean chroma below which an image counts as grey
 MIN_COLOUR_AGREEMENT = 0.5  # share of colour cells that must agree after the global colour fit
 HUE_LEVEL = 10.0  # CIELAB chroma above which a colour cell's hue is compared
+MAX_HUE_SHIFT = 30.0  # degrees of HSV hue shift allowed (jitter shifts it by up to 21.6)
 HUE_TURN = 45.0  # degrees: a coloured pixel whose hue differs more (after the global fit) has the wrong colour
 MAX_HUE_WRONG = 0.3  # share of coloured pixels allowed the wrong hue (a region recoloured is another edit)
 DETAIL = 128  # eval detail images: grey, stretched to DETAIL x DETAIL; candidates compared at longest side DETAIL
@@ -386,6 +389,35 @@ def colour_fit(candidate: np.ndarray, reference: np.ndarray, weights: np.ndarray
     return fitted, bool(plausible)
 
 
+def hsv_hue(rgb: np.ndarray) -> np.ndarray:
+    """HSV hue in degrees (0-360) of an RGB image (uint8 scale)."""
+    return cv2.cvtColor(np.asarray(rgb, np.float32) / 255.0, cv2.COLOR_RGB2HSV)[..., 0]
+
+
+def hue_shift(candidate_rgb: np.ndarray, reference_rgb: np.ndarray, coloured: np.ndarray) -> float:
+    """The one HSV hue shift (degrees, -180 to 180) that best maps the reference's coloured pixels onto the
+    candidate's (0 with too few of them). Jitter shifts every HSV hue alike: its brightness, contrast and
+    saturation steps keep HSV hue. A CIELAB hue turn under it is uneven (2 to 70 degrees for a 21 degree HSV
+    shift, by colour), so one CIELAB turn cannot fit it."""
+    if coloured.sum() < MIN_TEXTURED:
+        return 0.0
+    turns = np.exp(1j * np.radians(hsv_hue(candidate_rgb) - hsv_hue(reference_rgb)))[coloured]
+    return float(np.degrees(np.angle(turns.mean())))
+
+
+def with_hue_shifted(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """An RGB image (uint8 scale, float32) with its HSV hue shifted by `degrees`."""
+    hsv = cv2.cvtColor(np.asarray(rgb, np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + degrees) % 360.0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+
+
+def coloured_pixels(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Where both CIELAB images are coloured (chroma above HUE_LEVEL) and the reference is valid."""
+    return (np.hypot(candidate[..., 1], candidate[..., 2]) > HUE_LEVEL) & (
+        np.hypot(reference[..., 1], reference[..., 2]) > HUE_LEVEL) & valid
+
+
 def cell_agreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarray) -> float:
     """Share of (mostly valid) colour cells whose median pixel difference (CIELAB, summed over channels) is
     within tolerance, the banner band (the worse of top and bottom) left out. The median lets a cell agree
@@ -405,12 +437,11 @@ def cell_agreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarray)
 def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarray) -> float:
     """Share of the pixels coloured on both sides (CIELAB thumbnails, after the global colour fit) whose hue
     differs by more than HUE_TURN: colour jitter turns every hue alike, a recoloured region does not."""
-    hue_c = candidate[..., 1] + 1j * candidate[..., 2]
-    hue_f = fitted[..., 1] + 1j * fitted[..., 2]
-    coloured = (np.abs(hue_c) > HUE_LEVEL) & (np.abs(hue_f) > HUE_LEVEL) & valid
+    coloured = coloured_pixels(candidate, fitted, valid)
     if coloured.sum() < MIN_TEXTURED:
         return 0.0
-    turn = np.degrees(np.abs(np.angle(hue_c * np.conj(hue_f))))
+    turn = np.degrees(np.abs(np.angle((candidate[..., 1] + 1j * candidate[..., 2])
+                                      * np.conj(fitted[..., 1] + 1j * fitted[..., 2]))))
     return float(np.mean(turn[coloured] > HUE_TURN))
 
 
@@ -424,9 +455,11 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, 
     the candidate's source image across its longest side (None: unknown), see `verifier.pair_input`.
     """
     warped, valid = aligned_eval(matrix, query_rgb.shape, target.thumb, target.size)
-    candidate = lab(cv2.resize(query_rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
-    fitted, plausible = robust_colour_fit(candidate, lab(warped), valid)
-    if (not plausible or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
+    small = cv2.resize(query_rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    candidate = lab(small)
+    shift = hue_shift(small, warped, coloured_pixels(candidate, lab(warped), valid))
+    fitted, plausible = robust_colour_fit(candidate, lab(with_hue_shifted(warped, shift)), valid)
+    if (not plausible or abs(shift) > MAX_HUE_SHIFT or cell_agreement(candidate, fitted, valid) < MIN_COLOUR_AGREEMENT
             or hue_disagreement(candidate, fitted, valid) > MAX_HUE_WRONG):
         return False, 0.0, 0, 0.0, None
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
