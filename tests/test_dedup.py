@@ -309,6 +309,16 @@ def test_new_embedding_weights_make_a_new_index_fingerprint(tmp_path, monkeypatc
     assert index_fingerprint(config, config.dedup.eval_sets[0]) != before
 
 
+def test_another_version_of_the_check_makes_a_new_check_fingerprint(tmp_path, monkeypatch):
+    from webli.pipeline import dedup as dedup_pipeline
+
+    config = validate_config({"output": str(tmp_path / "out")})
+    before = dedup_pipeline.check_fingerprint(config)
+    assert dedup_pipeline.check_fingerprint(config) == before
+    monkeypatch.setattr(dedup_pipeline, "CHECK_VERSION", dedup_pipeline.CHECK_VERSION + 1)
+    assert dedup_pipeline.check_fingerprint(config) != before
+
+
 # --- the index's search -----------------------------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@ with a fingerprint of everything it depends on (the eval set's files: path,
 size and modification stamp; the text settings; the descriptor's views; the
 learned embedding's weights; the index format). A changed eval set gets a new
 index, and the shards that were checked against the old one are checked again; so are shards checked with
-other settings or other verifier weights (`check_fingerprint`, in each shard's stats). Eval images are read and
+other settings, another version of the check or other verifier weights (`check_fingerprint`, in each
+shard's stats). Eval images are read and
 described by parallel tasks, `dedup.index_part_size` images each, each part
 written as it finishes, so a killed build resumes.
 
@@ -46,6 +47,7 @@ from webli.stages.dedup.index import (
 from webli.stages.dedup.match import MatchSettings
 from webli.stages.dedup.shard import EvalSetIndex, dedup_shard, read_tar_images
 from webli.stages.dedup.text import CaptionIndex
+from webli.stages.dedup.verify import CHECK_VERSION
 
 log = logging.getLogger(__name__)
 STAGE = "dedup"
@@ -262,10 +264,12 @@ def match_settings(config: Config) -> MatchSettings:
 
 
 def check_fingerprint(config: Config) -> str:
-    """A digest of everything a shard's verdicts depend on besides the indexes: the check's settings, the
-    verifier's weights when it runs, and how the download stored the images."""
+    """A digest of everything a shard's verdicts depend on besides the indexes: the check's settings and its
+    version (`verify.CHECK_VERSION`), the verifier's weights when it runs, and how the download stored the
+    images."""
     settings = match_settings(config)
-    checked = {"settings": dataclasses.asdict(settings), "resize_mode": config.download.resize_mode,
+    checked = {"settings": dataclasses.asdict(settings), "version": CHECK_VERSION,
+               "resize_mode": config.download.resize_mode,
                "verifier": verifier.weights_digest() if settings.min_verifier_score is not None else None}
     return hashlib.sha256(json.dumps(checked, sort_keys=True).encode()).hexdigest()
 

@@ -67,6 +67,8 @@ import numpy as np
 from webli.stages.dedup import verifier
 from webli.stages.dedup.images import normalise
 
+CHECK_VERSION = 2  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
+# hue_shift, the fit without the banner band)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
