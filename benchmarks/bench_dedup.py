@@ -67,10 +67,12 @@ from webli.stages.dedup.index import VerificationStore, assemble_image_index, bu
 from webli.stages.dedup.match import (  # noqa: E402
     Candidate,
     MatchSettings,
+    aligned_checks,
     downloaded_candidate,
     search_neighbours,
+    unaligned_checks,
 )
-from webli.stages.dedup.verify import verify_pair, verify_unaligned  # noqa: E402
+from webli.stages.dedup.verify import Verification  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
 WORK = Path("/tmp/webli-dedup-bench")
@@ -234,14 +236,15 @@ def run_matcher(benchmark: dict, index, store, settings: MatchSettings) -> tuple
     neighbours = search_neighbours(images, index, store, settings, views, learned)
     timings["search"] = time.perf_counter() - started
     hash_top = index.search(views, 1, settings.probe, -1.0)
+    loose = MatchSettings(**{**settings.__dict__, "min_agreement": 0.0, "max_local_change": 0,
+                             "min_verifier_score": 0.0})  # the verifier scores every pair and refuses none
     outcomes = []
     started = time.perf_counter()
     for candidate, found, hashed in zip(benchmark["candidates"], neighbours, hash_top):
         true_row = label_row[candidate["label"]] if candidate["label"] >= 0 else -1
         query = prepared.pop(0)  # off the list, so its features are freed after its checks
-        checks = [(row, similarity, tuple(oriented_check(image, features, work, store.entry(row), settings,
-                                                         query.source_side)
-                                          for image, features, work in query.orientations()))
+        checks = [(row, similarity, tuple(map(oriented_check, aligned_checks(query, store.entry(row), loose),
+                                              unaligned_checks(query, store.entry(row), 0, 0.0))))
                   for row, similarity in found]
         rows = [r for r, _ in found]
         outcomes.append({
@@ -272,13 +275,10 @@ class Oriented(NamedTuple):
     unaligned_score: float | None
 
 
-def oriented_check(image: np.ndarray, features, work: np.ndarray, target, settings: MatchSettings,
-                   source_side: int | None) -> tuple:
-    """An `Oriented` (as a plain tuple, so the pickled outcomes load anywhere) of one orientation of a candidate:
-    `verify_pair` and `verify_unaligned` as `match.check_neighbour` runs them, with nothing refused but at the
-    inlier threshold (the verifier scores every pair that aligns)."""
-    aligned = verify_pair(features, image, target, settings.min_inliers, 0.0, work, 0, 0.0, source_side)
-    unaligned = verify_unaligned(image, target, work, 0, 0.0, source_side)
+def oriented_check(aligned: Verification, unaligned: Verification) -> tuple:
+    """An `Oriented` (as a plain tuple, so the pickled outcomes load anywhere) from one orientation's checks
+    (`match.aligned_checks`, `match.unaligned_checks`) run with nothing refused but at the inlier threshold
+    (the verifier scores every pair that aligns)."""
     path = {"match": "orb", "match_template": "template"}.get(aligned.reason) if aligned.accepted else None
     return (path, aligned.inliers, aligned.agreement, aligned.local_change, aligned.fit, aligned.verifier_score,
             unaligned.accepted, unaligned.agreement, unaligned.local_change, unaligned.fit, unaligned.verifier_score)

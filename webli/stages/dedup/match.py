@@ -26,6 +26,7 @@ from webli.stages.dedup.images import normalise, source_side
 from webli.stages.dedup.index import ImageIndex, VerificationStore
 from webli.stages.dedup.verify import (
     ORB_FEATURES_QUERY,
+    EvalEntry,
     Verification,
     grey,
     orb_features,
@@ -91,14 +92,26 @@ def downloaded_candidate(content: np.ndarray, resize_mode: str, original_width: 
     return Candidate(normalise(content), min(held, source_side(resize_mode, original_width, original_height) or held))
 
 
+def aligned_checks(candidate: Candidate, target: EvalEntry, settings: MatchSettings) -> list[Verification]:
+    """Each orientation of the candidate (as is, mirrored) against one eval image, aligned by local features or
+    template matching (`verify_pair`)."""
+    return [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
+                        settings.max_local_change, settings.min_verifier_score, candidate.source_side)
+            for image, features, work in candidate.orientations()]
+
+
+def unaligned_checks(candidate: Candidate, target: EvalEntry, max_local_change: int = 0,
+                     min_verifier_score: float | None = None) -> list[Verification]:
+    """Each orientation of the candidate against one eval image, compared without a transform
+    (`verify_unaligned`)."""
+    return [verify_unaligned(image, target, work, max_local_change, min_verifier_score, candidate.source_side)
+            for image, _, work in candidate.orientations()]
+
+
 def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, settings: MatchSettings) -> Verification:
     """The better of the two orientations of the candidate against one eval image; when neither is
     accepted with local features, the better of the two compared without them (`verify_unaligned`)."""
-    target = store.entry(row)
-    results = [verify_pair(features, image, target, settings.min_inliers, settings.min_agreement, work,
-                           settings.max_local_change, settings.min_verifier_score, candidate.source_side)
-               for image, features, work in candidate.orientations()]
-    best = max(results, key=lambda v: (v.accepted, v.fit, v.inliers))
+    best = max(aligned_checks(candidate, store.entry(row), settings), key=lambda v: (v.accepted, v.fit, v.inliers))
     if best.accepted:
         return best
     unaligned = check_unaligned(candidate, store, row, settings.max_local_change, settings.min_verifier_score)
@@ -108,10 +121,8 @@ def check_neighbour(candidate: Candidate, store: VerificationStore, row: int, se
 def check_unaligned(candidate: Candidate, store: VerificationStore, row: int, max_local_change: int = 0,
                     min_verifier_score: float | None = None) -> Verification:
     """The better of the two orientations of the candidate against one eval image, without local features."""
-    target = store.entry(row)
-    results = [verify_unaligned(image, target, work, max_local_change, min_verifier_score, candidate.source_side)
-               for image, _, work in candidate.orientations()]
-    return max(results, key=lambda v: (v.accepted, v.agreement))
+    return max(unaligned_checks(candidate, store.entry(row), max_local_change, min_verifier_score),
+               key=lambda v: (v.accepted, v.agreement))
 
 
 def best_match(candidate: Candidate, neighbours: list[tuple[int, float]], index: ImageIndex,
