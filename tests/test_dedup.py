@@ -66,6 +66,7 @@ from webli.stages.dedup.verify import (
     hue_shift,
     lab,
     orb_features,
+    pair_span,
     robust_colour_fit,
     seen_at_source,
     structure_comparison,
@@ -563,6 +564,35 @@ def test_turned_frame_leaves_out_the_corners_of_a_turned_copy():
     assert turned_frame(straight, (96, 128)).all()
     frame = turned_frame(turned, (96, 128))
     assert not frame[0, 0] and not frame[-1, -1] and frame[48, 64] and 0.75 < frame.mean() < 0.95
+
+
+def test_pair_span_is_whole_for_copies_and_a_crop_s_share_for_a_crop_or_the_original_of_a_cropped_eval_image():
+    eval_size = (256, 192)
+    assert pair_span(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (192, 256), eval_size) == 1.0
+    angle = np.radians(10)
+    centre = np.array([128, 96])
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    turned = np.hstack([turn, (centre - turn @ centre)[:, None]])  # turned on its own canvas
+    assert pair_span(turned, (192, 256), eval_size) == 1.0
+    # a crop keeping 80% of the width and 90% of the height, at the normalised scale (longest side 256)
+    assert pair_span(np.array([[0.8, 0, 20], [0, 0.8, 10]]), (216, 256), eval_size) == pytest.approx(0.8)
+    # the original the eval image was cut from: 80% of its width, 90% of its height
+    assert pair_span(np.array([[1.25, 0, -40], [0, 1 / 0.9, -10]]), (192, 256), eval_size) == pytest.approx(0.8)
+    assert pair_span(np.array([[2.0, 0, -128], [0, 1.0, 0]]), (192, 256), eval_size) == pytest.approx(0.5)
+    assert pair_span(np.array([[0.5, 0, 0], [0, 1.0, 0]]), (192, 256), eval_size) == pytest.approx(0.5)  # a piece
+
+
+def test_check_refuses_the_eval_photo_in_a_wider_picture_and_a_strip_of_it():
+    original = photo("astronaut")
+    extra = original.width * 9 // 20  # 1.45 times as wide: more than the original of a 20% crop shows
+    wider = Image.new("RGB", (original.width + extra, original.height))
+    wider.paste(photo("coffee").resize((extra, original.height)), (original.width, 0))
+    wider.paste(original, (0, 0))
+    result = check(candidate(wider), original)
+    assert not result.accepted and result.reason == "span", result
+    strip = original.crop((original.width // 4, 0, original.width * 13 // 20, original.height))  # 40% of the width
+    result = check(candidate(strip), original)
+    assert not result.accepted and result.reason == "span", result
 
 
 def eval_entry(image: Image.Image) -> EvalEntry:

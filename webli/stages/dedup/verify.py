@@ -7,6 +7,10 @@
    candidate to eval image. It must be one the tolerated edits can produce:
    scale within SCALE_RANGE (a crop of up to 20% zooms in by up to 1.25x),
    rotation within MAX_ANGLE, and enough inliers spread over the candidate.
+   And each image must span at least MIN_SPAN of the other's width and
+   height (any transform, steps 5 and 6 too, `pair_span`): a copy shows at
+   least what a crop keeps of the eval image and nothing beside it, and the
+   original a cropped eval image was cut from at most a crop's share more.
 3. Colour: the eval image's 32x32 thumbnail is warped onto the candidate with
    that transform, its HSV hue shifted by the one shift that fits the coloured
    pixels best (jitter shifts every HSV hue alike, within MAX_HUE_SHIFT), and
@@ -65,14 +69,14 @@ import cv2
 import numpy as np
 
 from webli.stages.dedup import verifier
-from webli.stages.dedup.images import normalise
+from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
-CHECK_VERSION = 2  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
-# hue_shift, the fit without the banner band)
+CHECK_VERSION = 3  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
+# hue_shift, the fit without the banner band; 3: pair_span)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
-RANSAC_THRESHOLD = 4.0  # pixels at the normalised scale (longest side 256)
+RANSAC_THRESHOLD = 4.0  # pixels at the normalised scale (longest side NORMALISED_SIZE, 256)
 SCALE_RANGE = (0.6, 1.5)  # candidate -> eval scale
 MAX_ANGLE = 15.0  # degrees
 COVERAGE_GRID = 4  # inliers must fall in at least MIN_COVERED of these 4x4 cells of the candidate
@@ -102,6 +106,11 @@ TEMPLATE_SIDE = 64  # longest side of the eval image's grey copy the template sl
 TEMPLATE_COVERS = (0.8, 0.85, 0.9, 0.95, 1.0)  # candidate width as a share of the eval image's (crops up to 20%)
 TEMPLATE_TURNS = (-7.0, 0.0, 7.0)  # degrees; rotations up to 10 degrees land within ~3.5 of one
 MIN_TEMPLATE_INSIDE = 0.6  # share of the candidate the placed eval image must cover
+MAX_CROP = 0.2  # edits.crop cuts at most this share of the width and of the height
+# Each image of a pair spans at least this share of the other's width and of its height: a crop keeps
+# 1 - MAX_CROP of the eval image, and the original a cropped eval image was cut from shows at most that much more;
+# less a transform off by twice RANSAC_THRESHOLD at both ends (small copies are cropped to whole pixels).
+MIN_SPAN = 1 - MAX_CROP - 4 * RANSAC_THRESHOLD / NORMALISED_SIZE
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ class Verification:
     inliers: int
     agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
     reason: str  # "match", "match_template", "match_unaligned" or why not (few_matches, geometry, coverage, aspect,
-    # colour, content, local_change, verifier)
+    # span, colour, content, local_change, verifier)
     local_change: int = 0  # cells in the largest connected group of disagreeing cells (0 before that test)
     fit: float = 0.0  # correlation of the aligned grey images: which of several accepted eval images fits best
     verifier_score: float | None = None  # the pair verifier's copy probability (None: not run)
@@ -270,6 +279,26 @@ def turned_frame(matrix: np.ndarray, work_shape: tuple[int, ...]) -> np.ndarray:
     height, width = work_shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(width) + 0.5 - width / 2, np.arange(height) + 0.5 - height / 2)
     return inside_turned(grid_x, grid_y, matrix, width, height)
+
+
+def frame_span(matrix: np.ndarray, frame_size: tuple[int, int], onto_size: tuple[int, int]) -> float:
+    """The smaller of the shares of a width x height frame (`onto_size`) that another frame (`frame_size`),
+    mapped onto it by the transform, spans across and down (a turned frame spans its bounding box)."""
+    width, height = frame_size
+    ends = matrix @ np.array([[0, width, 0, width], [0, 0, height, height], [1, 1, 1, 1]], dtype=np.float64)
+    return max(0.0, min((min(side, float(points.max())) - max(0.0, float(points.min()))) / side
+                        for points, side in zip(ends, onto_size)))
+
+
+def pair_span(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_size: tuple[int, int]) -> float:
+    """How little of each other the two images of a pair may show: the smaller of the candidate's span of the
+    eval image and the eval image's span of the candidate (`frame_span`). A copy shows at least what a crop
+    keeps of the eval image and nothing beside it; the original a cropped eval image was cut from shows all of
+    it and at most a crop's share more. A piece of the eval image, a toolbar matched inside a photo, a wider
+    screenshot or a film strip around the picture shows less of one or more of the other."""
+    candidate_size = (candidate_shape[1], candidate_shape[0])
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    return min(frame_span(matrix, candidate_size, eval_size), frame_span(inverse, eval_size, candidate_size))
 
 
 def cells(image: np.ndarray, size: int) -> np.ndarray:
@@ -476,8 +505,11 @@ def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry
                     min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
                     accepted_as: str, min_verifier_score: float | None = None,
                     source_side: int | None = None) -> Verification:
-    """Steps 3, 4 and 7 as a verification (`max_local_change` 0: no limit on groups of disagreeing cells;
-    `min_verifier_score` None: the verifier is not run, 0: it is run and refuses nothing)."""
+    """The span test of step 2, then steps 3, 4 and 7, as a verification (`max_local_change` 0: no limit on
+    groups of disagreeing cells; `min_verifier_score` None: the verifier is not run, 0: it is run and refuses
+    nothing)."""
+    if pair_span(matrix, query_rgb.shape, target.size) < MIN_SPAN:
+        return Verification(False, inliers, 0.0, "span")
     colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey, source_side)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
