@@ -8,13 +8,13 @@ WEBLI := $(VENV)/bin/webli
 CONFIG ?= run.yaml
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
-# Debian packages: fonts to render the demo's multi-script text images; wget for
+# Debian packages: fonts to render the demo's and the OCR tests' multi-script text images (CJK included); wget for
 # the realweb WARC benchmark; chromium to check the card's HTML renders; tesseract with the OSD model, 33 language packs and
 # the script packs of every script WebLI's languages are written in.
 TESSERACT_LANGS := eng deu fra spa ita por nld pol ces swe dan nor fin hun ron tur vie ind \
 	rus ukr bul ell ara fas heb hin ben tam tha chi-sim chi-tra jpn kor
 TESSERACT_SCRIPTS := latn cyrl grek arab hebr deva hans hant jpan hang thai
-APT_PACKAGES := fonts-dejavu-core fonts-noto-core wget chromium tesseract-ocr tesseract-ocr-osd \
+APT_PACKAGES := fonts-dejavu-core fonts-noto-core fonts-noto-cjk wget chromium tesseract-ocr tesseract-ocr-osd \
 	$(addprefix tesseract-ocr-,$(TESSERACT_LANGS)) $(addprefix tesseract-ocr-script-,$(TESSERACT_SCRIPTS))
 export NO_ALBUMENTATIONS_UPDATE := 1
 # Tests, the demo and the benchmarks never download weights; stage targets may (an open_clip pretrained tag).

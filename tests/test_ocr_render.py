@@ -2,8 +2,9 @@
 
 Used by the OCR tests and by benchmarks/bench_ocr.py (character error rate).
 A script whose font is not installed is reported by `missing_fonts`, so a
-caller can skip it with a clear reason (fonts-noto-core covers every script
-here but Chinese, Japanese and Korean, which need fonts-noto-cjk).
+caller outside `make` can skip it with a clear reason (fonts-noto-core covers
+every script here but Chinese, Japanese and Korean, which need
+fonts-noto-cjk; `make` installs both).
 """
 
 from __future__ import annotations
