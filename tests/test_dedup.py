@@ -19,6 +19,7 @@ from webli import schemas
 from webli.pipeline.config import ConfigError, DownloadConfig, validate_config
 from webli.schemas.dedup import DEDUP
 from webli.stages.dedup import descriptor, embedding, verifier
+from webli.stages.dedup import verify as verify_module
 from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
 from webli.stages.dedup.images import (
@@ -593,6 +594,19 @@ def test_check_refuses_the_eval_photo_in_a_wider_picture_and_a_strip_of_it():
     strip = original.crop((original.width // 4, 0, original.width * 13 // 20, original.height))  # 40% of the width
     result = check(candidate(strip), original)
     assert not result.accepted and result.reason == "span", result
+
+
+def test_template_matching_places_a_copy_whose_orb_transform_the_span_test_refuses(monkeypatch):
+    original = photo("astronaut")
+    copy = candidate(apply_edits(original, EDIT_CHAINS["jpeg"], seed=1))
+    entry = eval_entry(original)
+    right = verify_pair(orb_features(grey(copy), 500), copy, entry, 12, 0.5)
+    assert right.accepted and right.reason == "match"
+    spread = np.array([[x, y] for x in range(16, 256, 32) for y in range(16, 256, 32)], np.float32)
+    one_period_off = np.array([[1.0, 0.0, 128.0], [0.0, 1.0, 0.0]])  # half the picture outside the eval image
+    monkeypatch.setattr(verify_module, "similarity_transform", lambda query, target: (one_period_off, spread))
+    rescued = verify_pair(orb_features(grey(copy), 500), copy, entry, 12, 0.5)
+    assert rescued.accepted and rescued.reason == "match_template", rescued
 
 
 def eval_entry(image: Image.Image) -> EvalEntry:

@@ -45,7 +45,8 @@
    is compared with the eval image as that source shows it (`seen_at_source`):
    the detail it never had does not count as a change.
 5. Pairs ORB cannot align (too few inliers: a blurred small copy, a flat
-   screenshot) are aligned by template matching instead: the candidate in
+   screenshot), or aligns with a transform refused by step 2 or 3 (a
+   periodic pattern one period off), are aligned by template matching: the candidate in
    grey, shrunk to TEMPLATE_COVERS of the eval image's width (a crop) and
    turned by each of TEMPLATE_TURNS, is slid over the eval image's
    TEMPLATE_SIDE px grey copy (OpenCV matchTemplate, normalised
@@ -72,7 +73,7 @@ from webli.stages.dedup import verifier
 from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
 CHECK_VERSION = 3  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
-# hue_shift, the fit without the banner band; 3: pair_span)
+# hue_shift, the fit without the banner band; 3: pair_span, template matching after a refused ORB transform)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
@@ -106,6 +107,9 @@ TEMPLATE_SIDE = 64  # longest side of the eval image's grey copy the template sl
 TEMPLATE_COVERS = (0.8, 0.85, 0.9, 0.95, 1.0)  # candidate width as a share of the eval image's (crops up to 20%)
 TEMPLATE_TURNS = (-7.0, 0.0, 7.0)  # degrees; rotations up to 10 degrees land within ~3.5 of one
 MIN_TEMPLATE_INSIDE = 0.6  # share of the candidate the placed eval image must cover
+# An ORB transform refused for its geometry, its inliers' coverage or these reasons is not taken for the copy's
+# transform (a periodic pattern aligned one period off, say): template matching's placement is tried too.
+TEMPLATE_AFTER = ("span", "colour")
 MAX_CROP = 0.2  # edits.crop cuts at most this share of the width and of the height
 # Each image of a pair spans at least this share of the other's width and of its height: a crop keeps
 # 1 - MAX_CROP of the eval image, and the original a cropped eval image was cut from shows at most that much more;
@@ -571,19 +575,24 @@ def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, 
     matrix, inlier_points = similarity_transform(query, target.features)
     inliers = len(inlier_points)
     if matrix is None or inliers < min_inliers:
-        placed = template_transform(query_rgb, target)
-        if placed is not None:
-            verdict = content_verdict(placed, query_rgb, target, 0, min_agreement, max_local_change, query_grey,
-                                      "match_template", min_verifier_score, source_side)
-            if verdict.accepted:
-                return verdict
-        return Verification(False, inliers, 0.0, "few_matches")
-    if not plausible_geometry(matrix):
-        return Verification(False, inliers, 0.0, "geometry")
-    if covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
-        return Verification(False, inliers, 0.0, "coverage")
-    return content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey, "match",
-                           min_verifier_score, source_side)
+        refused = Verification(False, inliers, 0.0, "few_matches")
+    elif not plausible_geometry(matrix):
+        refused = Verification(False, inliers, 0.0, "geometry")
+    elif covered_cells(inlier_points, query_rgb.shape) < MIN_COVERED:
+        refused = Verification(False, inliers, 0.0, "coverage")
+    else:
+        verdict = content_verdict(matrix, query_rgb, target, inliers, min_agreement, max_local_change, query_grey,
+                                  "match", min_verifier_score, source_side)
+        if verdict.accepted or verdict.reason not in TEMPLATE_AFTER:
+            return verdict
+        refused = verdict
+    placed = template_transform(query_rgb, target)
+    if placed is not None:
+        verdict = content_verdict(placed, query_rgb, target, 0, min_agreement, max_local_change, query_grey,
+                                  "match_template", min_verifier_score, source_side)
+        if verdict.accepted:
+            return verdict
+    return refused
 
 
 def verify_unaligned(query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
