@@ -46,9 +46,9 @@
    the detail it never had does not count as a change.
 5. Pairs ORB cannot align (too few inliers: a blurred small copy, a flat
    screenshot), or aligns with a transform refused by step 2 or 3 (a
-   periodic pattern one period off), are aligned by template matching: the candidate in
-   grey, shrunk to TEMPLATE_COVERS of the eval image's width (a crop) and
-   turned by each of TEMPLATE_TURNS, is slid over the eval image's
+   periodic pattern one period off), are aligned by template matching: the
+   candidate in grey, shrunk to TEMPLATE_COVERS of the eval image's width (a
+   crop) and turned by each of TEMPLATE_TURNS, is slid over the eval image's
    TEMPLATE_SIDE px grey copy (OpenCV matchTemplate, normalised
    cross-correlation); the best placement gives the transform, and steps 3
    and 4 decide as for an ORB match ("match_template").
