@@ -301,8 +301,8 @@ def pair_span(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_size: t
     it and at most a crop's share more. A piece of the eval image, a toolbar matched inside a photo, a wider
     screenshot or a film strip around the picture shows less of one or more of the other."""
     candidate_size = (candidate_shape[1], candidate_shape[0])
-    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-    return min(frame_span(matrix, candidate_size, eval_size), frame_span(inverse, eval_size, candidate_size))
+    return min(frame_span(matrix, candidate_size, eval_size),
+               frame_span(cv2.invertAffineTransform(matrix), eval_size, candidate_size))
 
 
 def cells(image: np.ndarray, size: int) -> np.ndarray:
