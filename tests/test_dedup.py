@@ -67,6 +67,7 @@ from webli.stages.dedup.verify import (
     hue_shift,
     lab,
     orb_features,
+    pair_outside,
     pair_span,
     robust_colour_fit,
     seen_at_source,
@@ -594,6 +595,28 @@ def test_check_refuses_the_eval_photo_in_a_wider_picture_and_a_strip_of_it():
     strip = original.crop((original.width // 4, 0, original.width * 13 // 20, original.height))  # 40% of the width
     result = check(candidate(strip), original)
     assert not result.accepted and result.reason == "span", result
+
+
+def test_pair_outside_is_nil_when_one_image_lies_within_the_other_and_the_overlap_s_rest_when_neither_does():
+    eval_size = (256, 192)
+    angle = np.radians(10)
+    centre = np.array([128, 96])
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    turned = np.hstack([turn, (centre - turn @ centre)[:, None]])  # turned on its own canvas
+    assert pair_outside(turned, (192, 256), eval_size) == 0.0
+    assert pair_outside(np.array([[0.8, 0, 20], [0, 0.8, 10]]), (216, 256), eval_size) == 0.0  # a crop
+    assert pair_outside(np.array([[1.25, 0, -40], [0, 1 / 0.9, -10]]), (192, 256), eval_size) == 0.0  # its original
+    shifted = np.array([[1.0, 0, 48], [0, 1.0, 0]])  # the same view moved by 48 of 256 px
+    assert pair_outside(shifted, (192, 256), eval_size) == pytest.approx(48 / 256)
+
+
+def test_check_refuses_two_overlapping_views_of_a_photo():
+    original = photo("astronaut")
+    width, height = original.size
+    left, right = original.crop((0, 0, width * 82 // 100, height)), original.crop((width * 18 // 100, 0, width, height))
+    assert check(candidate(left), left).accepted
+    result = check(candidate(right), left)  # each shows 22% of its width the other does not
+    assert not result.accepted and result.reason == "overlap", result
 
 
 def test_template_matching_places_a_copy_whose_orb_transform_the_span_test_refuses(monkeypatch):

@@ -11,6 +11,10 @@
    height (any transform, steps 5 and 6 too, `pair_span`): a copy shows at
    least what a crop keeps of the eval image and nothing beside it, and the
    original a cropped eval image was cut from at most a crop's share more.
+   And one of the two must lie within the other, but for MAX_OUTSIDE of its
+   picture (`pair_outside`): two views that overlap, each showing picture
+   the other does not (a screenshot scrolled, a menu opened at another item,
+   a picture displaced), are not a copy and its eval image.
 3. Colour: the eval image's 32x32 thumbnail is warped onto the candidate with
    that transform, its HSV hue shifted by the one shift that fits the coloured
    pixels best (jitter shifts every HSV hue alike, within MAX_HUE_SHIFT), and
@@ -72,8 +76,9 @@ import numpy as np
 from webli.stages.dedup import verifier
 from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
-CHECK_VERSION = 3  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
-# hue_shift, the fit without the banner band; 3: pair_span, template matching after a refused ORB transform)
+CHECK_VERSION = 4  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
+# hue_shift, the fit without the banner band; 3: pair_span, template matching after a refused ORB transform;
+# 4: pair_outside)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
@@ -109,12 +114,16 @@ TEMPLATE_TURNS = (-7.0, 0.0, 7.0)  # degrees; rotations up to 10 degrees land wi
 MIN_TEMPLATE_INSIDE = 0.6  # share of the candidate the placed eval image must cover
 # An ORB transform refused for its geometry, its inliers' coverage or these reasons is not taken for the copy's
 # transform (a periodic pattern aligned one period off, say): template matching's placement is tried too.
-TEMPLATE_AFTER = ("span", "colour")
+TEMPLATE_AFTER = ("span", "overlap", "colour")
 MAX_CROP = 0.2  # edits.crop cuts at most this share of the width and of the height
 # Each image of a pair spans at least this share of the other's width and of its height: a crop keeps
 # 1 - MAX_CROP of the eval image, and the original a cropped eval image was cut from shows at most that much more;
 # less a transform off by twice RANSAC_THRESHOLD at both ends (small copies are cropped to whole pixels).
 MIN_SPAN = 1 - MAX_CROP - 4 * RANSAC_THRESHOLD / NORMALISED_SIZE
+# One image of a pair lies within the other, but for this share of its picture: a transform off by
+# RANSAC_THRESHOLD at each of its four edges.
+MAX_OUTSIDE = 4 * RANSAC_THRESHOLD / NORMALISED_SIZE
+OUTSIDE_GRID = 32  # points across and down each image where `pair_outside` samples it
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ class Verification:
     inliers: int
     agreement: float  # share of textured aligned cells whose structure agrees (0 before that test)
     reason: str  # "match", "match_template", "match_unaligned" or why not (few_matches, geometry, coverage, aspect,
-    # span, colour, content, local_change, verifier)
+    # span, overlap, colour, content, local_change, verifier)
     local_change: int = 0  # cells in the largest connected group of disagreeing cells (0 before that test)
     fit: float = 0.0  # correlation of the aligned grey images: which of several accepted eval images fits best
     verifier_score: float | None = None  # the pair verifier's copy probability (None: not run)
@@ -303,6 +312,31 @@ def pair_span(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_size: t
     candidate_size = (candidate_shape[1], candidate_shape[0])
     return min(frame_span(matrix, candidate_size, eval_size),
                frame_span(cv2.invertAffineTransform(matrix), eval_size, candidate_size))
+
+
+def outside_share(matrix: np.ndarray, frame_size: tuple[int, int], onto_size: tuple[int, int]) -> float:
+    """The share of a width x height frame's picture (`frame_size`) that the transform maps outside another
+    frame (`onto_size`). Its picture is the frame turned by the transform's rotation: a copy turned on its
+    canvas has fill in the corners outside it."""
+    width, height = frame_size
+    steps = (np.arange(OUTSIDE_GRID) + 0.5) / OUTSIDE_GRID
+    x, y = np.meshgrid(steps * width, steps * height)
+    picture = inside_turned(x - width / 2, y - height / 2, matrix, width, height)
+    onto_x = matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]
+    onto_y = matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]
+    outside = (onto_x < 0) | (onto_x >= onto_size[0]) | (onto_y < 0) | (onto_y >= onto_size[1])
+    return float((outside & picture).sum() / max(1, int(picture.sum())))
+
+
+def pair_outside(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_size: tuple[int, int]) -> float:
+    """How far neither image of a pair lies within the other: the smaller of the share of the candidate's
+    picture outside the eval image and the share of the eval image's outside the candidate (`outside_share`).
+    A copy lies within its eval image (a crop at most), and the original of a cropped eval image around it;
+    two views that overlap (a screenshot scrolled, a menu opened at another item, a picture displaced) each
+    show picture the other does not."""
+    candidate_size = (candidate_shape[1], candidate_shape[0])
+    return min(outside_share(matrix, candidate_size, eval_size),
+               outside_share(cv2.invertAffineTransform(matrix), eval_size, candidate_size))
 
 
 def cells(image: np.ndarray, size: int) -> np.ndarray:
@@ -509,11 +543,13 @@ def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry
                     min_agreement: float, max_local_change: int, query_grey: np.ndarray | None,
                     accepted_as: str, min_verifier_score: float | None = None,
                     source_side: int | None = None) -> Verification:
-    """The span test of step 2, then steps 3, 4 and 7, as a verification (`max_local_change` 0: no limit on
+    """The span and overlap tests of step 2, then steps 3, 4 and 7, as a verification (`max_local_change` 0: no limit on
     groups of disagreeing cells; `min_verifier_score` None: the verifier is not run, 0: it is run and refuses
     nothing)."""
     if pair_span(matrix, query_rgb.shape, target.size) < MIN_SPAN:
         return Verification(False, inliers, 0.0, "span")
+    if pair_outside(matrix, query_rgb.shape, target.size) > MAX_OUTSIDE:
+        return Verification(False, inliers, 0.0, "overlap")
     colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey, source_side)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
