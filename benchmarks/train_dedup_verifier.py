@@ -13,7 +13,7 @@ another screenshot of the program), and OTHER_EDITS other edits of it
 (other_edits.OTHER_EDITS: blur, sharpen, noise, oil paint, glow, ...; label
 0: the same photo, another edit), each on a copy published at most
 OTHER_EDIT_SIDES px large, kept when visible at the verifier's scale
-(MIN_VISIBLE_CHANGE). A pair is kept when the stage's check
+(MIN_VISIBLE_CHANGE, low enough to keep faint edits). A pair is kept when the stage's check
 aligns it and passes its colour test (structure thresholds off); the verifier
 sees what the check then compares (verifier.pair_input).
 
@@ -21,12 +21,12 @@ One family in HELD_OUT is held out of training (by a hash of its name). The
 threshold is chosen there, among the pairs the check accepts at the stage's
 defaults: the highest score threshold under which at most MAX_COPIES_REFUSED of
 those copies are refused, as they are and with candidate and eval image
-swapped. Each candidate's source size goes with it (verifier.pair_input
-blurs the reference to a small copy's resolution). AdamW, one-cycle learning
+swapped. A small copy's pair shows the eval image as its source shows it
+(verify.seen_at_source), as the stage's check packs it. AdamW, one-cycle learning
 rate; augmentation: pairs mirrored, and candidate and eval image swapped (an
 eval set may hold the edited copy and the crawl the original). The weights are written as float16 to
 webli/models/WEIGHTS, a report to benchmarks/results/dedup_verifier_train.md.
-Seeded; one run took about 25 min on 2 cores (the pairs 5 min, training 20 min).
+Seeded; one run took about 30 min on 2 cores (the pairs 7 min, training 23 min).
 """
 
 from __future__ import annotations
@@ -57,13 +57,13 @@ from webli.stages.dedup.match import MatchSettings, check_neighbour  # noqa: E40
 from webli.stages.dedup.other_edits import apply_other_edit, other_edit_names, visible_change  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
-PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs-v3.pkl")
+PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs-v4.pkl")
 EVALS_PER_FAMILY = 3
-COPIES = 3
+COPIES = 4
 OTHERS = 4
 OTHER_EDITS = 3
 OTHER_EDIT_SIDES = (160, 480)  # the other edits are made on a copy whose longest side is at most this (random)
-MIN_VISIBLE_CHANGE = 8.0  # grey levels (other_edits.visible_change); JPEG 30 changes 94% of the images less
+MIN_VISIBLE_CHANGE = 4.0  # grey levels (other_edits.visible_change); v2 took 8, which left out faint edits
 HELD_OUT = 4  # one family in this many
 MAX_COPIES_REFUSED = 0.0025  # of the held-out copies the check accepts at the defaults
 LEARNING_RATE = 3e-3

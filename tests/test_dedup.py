@@ -171,21 +171,25 @@ def test_a_candidate_holds_its_source_pixels_up_to_the_download_size():
     assert prepare_image(b"not an image", "border", 100, 100) == (None, "decode_error")
 
 
-def test_the_verifier_sees_the_reference_at_a_small_copy_s_resolution():
-    rng = np.random.default_rng(0)
-    reference = cv2.resize(rng.uniform(0, 255, (32, 32)).astype(np.float32), (128, 96),
-                           interpolation=cv2.INTER_NEAREST)
-    candidate_grey, valid = reference.copy(), np.ones(reference.shape, bool)
+def test_the_verifier_sees_the_eval_image_as_a_small_copy_s_source_shows_it():
+    original = photo("astronaut")
+    entry = eval_entry(original)
+    whole = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # both square, both 256 px at the normalised scale
 
-    def sharpness(packed: np.ndarray) -> float:
-        return float(np.abs(np.diff(packed[1, :96, :128].astype(np.float32), axis=1)).mean())
+    def packed(side: int) -> np.ndarray:
+        data, width, height = downloaded(original.resize((side, side), Image.LANCZOS))
+        copy, _ = prepare_image(data, "border", width, height)
+        colour, *_, pair = content_check(whole, copy.image, entry, source_side=copy.source_side)
+        assert colour and pair.shape == (3, verifier.SIDE, verifier.SIDE)
+        return pair
 
-    sharp = verifier.pair_input(candidate_grey, reference, valid)
-    assert np.array_equal(verifier.pair_input(candidate_grey, reference, valid, 128), sharp)
-    assert np.array_equal(sharp[1, :96, :128], reference.astype(np.uint8))
-    small = verifier.pair_input(candidate_grey, reference, valid, 40)  # enlarged from 40 px: blurred to match
-    assert sharpness(small) < 0.7 * sharpness(sharp)
-    assert np.array_equal(small[0], sharp[0]) and np.array_equal(small[2], sharp[2])
+    def sharpness(channel: np.ndarray) -> float:
+        return float(np.abs(np.diff(channel.astype(np.float32), axis=1)).mean())
+
+    large, small = packed(512), packed(40)  # the download keeps 256 px of the first, enlarges the second
+    eval_large, eval_small, copy_small = sharpness(large[1]), sharpness(small[1]), sharpness(small[0])
+    assert eval_small < 0.7 * eval_large  # the eval image as a 40 px source shows it: blurred like the copy
+    assert abs(eval_small - copy_small) < 0.2 * copy_small
 
 
 def rms_difference(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,9 +15,11 @@ seen): pairs the check aligns, copies under the tolerated edits against other
 images of the same family (the same dialog in another language, another
 screenshot of the program) and other edits of the eval image itself
 (other_edits.py: blur, sharpen, noise, oil paint, glow: the same photo,
-another edit). A copy made from a small source was enlarged to the working
-scale, so the reference is blurred to the candidate's source resolution
-first (`pair_input`): a small copy then looks like a copy, not a blur.
+another edit), faint ones included (GIMP's NL filter and slur change a
+picture by a few grey levels). A copy made from a small source was enlarged
+to the working scale, so the network sees the eval image as that source
+shows it, as the structure test does (`verify.seen_at_source`): a small
+copy then looks like a copy, not a blur.
 Its threshold (`dedup.image_min_verifier_score`) was chosen on families held
 out of that training. It only runs on pairs that passed every other test:
 about 5 ms per pair on one core.
@@ -27,40 +29,25 @@ from __future__ import annotations
 
 from functools import cache
 
-import cv2
 import numpy as np
 
-from webli.stages.dedup.images import normalise
 from webli.stages.dedup.shipped import load_shipped, shipped_digest
 
 SIDE = 128  # = verify.DETAIL: pairs are padded to SIDE x SIDE
 WIDTH = 16
-WEIGHTS = "dedup-verifier-v2.pt"  # in webli.models
+WEIGHTS = "dedup-verifier-v3.pt"  # in webli.models
 THRESHOLD = 0.05  # the default dedup.image_min_verifier_score: chosen on held-out families (train_dedup_verifier.py)
 BATCH = 256
 
 
-def at_resolution(image: np.ndarray, side: int | None) -> np.ndarray:
-    """A grey image blurred to what `side` pixels across its longest side hold: shrunk to that and enlarged
-    back (unchanged when `side` is None or not smaller)."""
-    height, width = image.shape
-    if side is None or side >= max(height, width):
-        return image
-    return cv2.resize(normalise(image, side), (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def pair_input(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray,
-               source_side: int | None = None) -> np.ndarray:
-    """One aligned pair (the candidate's working grey, the warped eval detail, where it is valid; all the same
-    shape, at most SIDE x SIDE) packed as the network reads it: 3 x SIDE x SIDE uint8, zero-padded.
-
-    A candidate whose source image had fewer than SIDE pixels across (`source_side`) was enlarged to the working
-    scale; the reference is blurred to the same resolution, so a small copy is not taken for a blurred edit.
-    """
+def pair_input(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """One aligned pair (the candidate's working grey, the warped eval detail as the candidate's source shows
+    it (`verify.seen_at_source`), where it is valid; all the same shape, at most SIDE x SIDE) packed as the
+    network reads it: 3 x SIDE x SIDE uint8, zero-padded."""
     packed = np.zeros((3, SIDE, SIDE), np.uint8)
     height, width = candidate.shape
     packed[0, :height, :width] = np.clip(candidate, 0, 255)
-    packed[1, :height, :width] = np.clip(at_resolution(np.asarray(reference, np.float32), source_side), 0, 255)
+    packed[1, :height, :width] = np.clip(reference, 0, 255)
     packed[2, :height, :width] = valid.astype(np.uint8) * 255
     return packed
 

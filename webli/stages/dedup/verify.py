@@ -536,7 +536,7 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, 
     inside &= turned_frame(matrix, query_grey.shape)
     seen = seen_at_source(reference, source_side)
     return (True, *structure_comparison(query_grey, seen, inside), fit_correlation(query_grey, seen, inside),
-            verifier.pair_input(query_grey, reference, inside, source_side))
+            verifier.pair_input(query_grey, seen, inside))
 
 
 def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
