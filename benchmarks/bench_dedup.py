@@ -165,6 +165,11 @@ def pixel_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.abs(small[0] - small[1]).max(2) <= SAME_PICTURE_LEVELS).mean())
 
 
+def same_aspect(aspects: np.ndarray, aspect: float) -> np.ndarray:
+    """Positions of the `aspects` (width / height) within 2% of `aspect`: the pairs `pixel_agreement` compares."""
+    return np.nonzero(np.abs(np.log(aspects / aspect)) < 0.02)[0]
+
+
 def eval_rows(benchmark: dict, index) -> list[int]:
     """The index row of each of the benchmark's eval images (-1: not in the index)."""
     item_row = {index.items[r].as_py(): r for r in range(len(index))}
@@ -179,7 +184,7 @@ def eval_twins(benchmark: dict) -> dict[int, set[int]]:
     aspects = np.array([e.shape[1] / e.shape[0] for e in evals])
     twins = defaultdict(set)
     for first in range(len(evals)):
-        for second in np.nonzero(np.abs(np.log(aspects / aspects[first])) < 0.02)[0]:
+        for second in same_aspect(aspects, aspects[first]):
             if second > first and pixel_agreement(evals[first], evals[second]) >= SAME_PICTURE_SHARE:
                 twins[first].add(int(second))
                 twins[int(second)].add(first)
@@ -208,7 +213,7 @@ def same_picture(benchmark: dict) -> dict[int, tuple[str, float]]:
         image = load_rgb(candidate["path"], max_side=1024)
         aspect = image.shape[1] / image.shape[0]
         scores = [(pixel_agreement(image, evals[j]), benchmark["evals"][j])
-                  for j in np.nonzero(np.abs(np.log(aspects / aspect)) < 0.02)[0]]
+                  for j in same_aspect(aspects, aspect)]
         best = max(scores, default=(0.0, ""))
         if best[0] >= SAME_PICTURE_SHARE:
             found[position] = (best[1], best[0])
