@@ -176,11 +176,15 @@ def eval_rows(benchmark: dict, index) -> list[int]:
     return [item_row.get(p, -1) for p in benchmark["evals"]]
 
 
-def eval_twins(benchmark: dict) -> dict[int, set[int]]:
-    """Eval images that are copies of one another by `same_picture`'s criterion: eval position -> the positions
-    of its twins. A copy of one is a copy of the other, so a positive flagged with a twin of its own eval image
-    is flagged right (the stage may name either)."""
-    evals = [load_rgb(p, max_side=1024) for p in benchmark["evals"]]
+def eval_originals(benchmark: dict) -> list[np.ndarray]:
+    """The benchmark's eval images as `same_picture` compares them (longest side at most 1024 px)."""
+    return [load_rgb(p, max_side=1024) for p in benchmark["evals"]]
+
+
+def eval_twins(evals: list[np.ndarray]) -> dict[int, set[int]]:
+    """Eval images (`eval_originals`) that are copies of one another by `same_picture`'s criterion: eval position
+    -> the positions of its twins. A copy of one is a copy of the other, so a positive flagged with a twin of its
+    own eval image is flagged right (the stage may name either)."""
     aspects = np.array([e.shape[1] / e.shape[0] for e in evals])
     twins = defaultdict(set)
     for first in range(len(evals)):
@@ -196,15 +200,15 @@ def names_true_item(outcome: dict, row: int) -> bool:
     return row >= 0 and (row == outcome["true_row"] or row in outcome.get("twin_rows", ()))
 
 
-def same_picture(benchmark: dict) -> dict[int, tuple[str, float]]:
-    """Negatives that are an eval image at another size or encoding: candidate index -> (eval path, agreement).
+def same_picture(benchmark: dict, evals: list[np.ndarray]) -> dict[int, tuple[str, float]]:
+    """Negatives that are an eval image (`eval_originals`) at another size or encoding: candidate index -> (eval
+    path, agreement).
 
     Every negative is compared with every eval image of the same aspect ratio (within 2%); cached.
     """
     cache = cache_file("same-picture", benchmark.get("split", "bench"), len(benchmark["evals"]))
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
-    evals = [load_rgb(p, max_side=1024) for p in benchmark["evals"]]
     aspects = np.array([e.shape[1] / e.shape[0] for e in evals])
     found = {}
     for position, candidate in enumerate(benchmark["candidates"]):
@@ -587,12 +591,13 @@ def main() -> None:
     else:
         outcomes, timings = run_matcher(benchmark, index, store, settings)
         outcomes_file.write_bytes(pickle.dumps((outcomes, timings)))
-    copies = same_picture(benchmark)
+    originals = eval_originals(benchmark)
+    copies = same_picture(benchmark, originals)
     for position, outcome in enumerate(outcomes):
         if position in copies:
             outcome["kind"] = "copy"
     log(f"{len(copies)} negatives are copies of an eval image (not scored)")
-    twins, label_row = eval_twins(benchmark), eval_rows(benchmark, index)
+    twins, label_row = eval_twins(originals), eval_rows(benchmark, index)
     for candidate, outcome in zip(benchmark["candidates"], outcomes):
         outcome["twin_rows"] = {label_row[twin] for twin in twins.get(candidate["label"], ())}
     log(f"{len(twins)} eval images have a twin in the eval set")
@@ -615,7 +620,7 @@ def main() -> None:
     reached = [o for o in outcomes if o["positive"] and o["true_rank"] is not None
                and o["true_similarity"] >= settings.min_similarity]
     check_rate = sum(names_true_item(o, o["match_row"]) for o in reached) / max(1, len(reached))
-    eval_images = [normalise(load_rgb(p, max_side=1024)) for p in benchmark["evals"]]
+    eval_images = [normalise(original) for original in originals]
     candidate_images = [candidate_image(c) for c in benchmark["candidates"]]
     hashes = baselines(benchmark, eval_images, candidate_images, set(copies))
     analysis = [losses_table(outcomes, settings), closeness_table(benchmark, outcomes, eval_images, candidate_images)]

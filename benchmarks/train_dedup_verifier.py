@@ -15,7 +15,8 @@ another screenshot of the program), and OTHER_EDITS other edits of it
 OTHER_EDIT_SIDES px large, kept when visible at the verifier's scale
 (MIN_VISIBLE_CHANGE, low enough to keep faint edits). A pair is kept when the stage's check
 aligns it and passes its colour test (structure thresholds off); the verifier
-sees what the check then compares (verifier.pair_input).
+sees what the check then packs (verify.verifier_pair: the eval image under the
+colour jitter fitted to the pair, as the candidate's source shows it).
 
 One family in HELD_OUT is held out of training (by a hash of its name). The
 threshold is chosen there, among the pairs the check accepts at the stage's
@@ -57,7 +58,7 @@ from webli.stages.dedup.match import MatchSettings, check_neighbour  # noqa: E40
 from webli.stages.dedup.other_edits import apply_other_edit, other_edit_names, visible_change  # noqa: E402
 from webli.stages.download import ProbingResizer  # noqa: E402
 
-PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs-v4.pkl")
+PAIRS = Path("/tmp/webli-dedup-bench/verifier-pairs-v7.pkl")
 EVALS_PER_FAMILY = 3
 COPIES = 4
 OTHERS = 4

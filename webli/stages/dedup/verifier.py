@@ -19,7 +19,10 @@ another edit), faint ones included (GIMP's NL filter and slur change a
 picture by a few grey levels). A copy made from a small source was enlarged
 to the working scale, so the network sees the eval image as that source
 shows it, as the structure test does (`verify.seen_at_source`): a small
-copy then looks like a copy, not a blur.
+copy then looks like a copy, not a blur. And it sees the eval image under the
+colour jitter that maps its thumbnail best onto the candidate's
+(colour_jitter.py): a brightened copy's clipped background and a hue turn's
+uneven change of grey are then in both images, not a difference between them.
 Its threshold (`dedup.image_min_verifier_score`) was chosen on families held
 out of that training. It only runs on pairs that passed every other test:
 about 5 ms per pair on one core.
@@ -35,15 +38,15 @@ from webli.stages.dedup.shipped import load_shipped, shipped_digest
 
 SIDE = 128  # = verify.DETAIL: pairs are padded to SIDE x SIDE
 WIDTH = 16
-WEIGHTS = "dedup-verifier-v3.pt"  # in webli.models
-THRESHOLD = 0.05  # the default dedup.image_min_verifier_score: chosen on held-out families (train_dedup_verifier.py)
+WEIGHTS = "dedup-verifier-v4.pt"  # in webli.models
+THRESHOLD = 0.02  # the default dedup.image_min_verifier_score: chosen on held-out families (train_dedup_verifier.py)
 BATCH = 256
 
 
 def pair_input(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """One aligned pair (the candidate's working grey, the warped eval detail as the candidate's source shows
-    it (`verify.seen_at_source`), where it is valid; all the same shape, at most SIDE x SIDE) packed as the
-    network reads it: 3 x SIDE x SIDE uint8, zero-padded."""
+    """One aligned pair (the candidate's working grey, the warped eval detail under the fitted colour jitter
+    as the candidate's source shows it (`verify.verifier_pair`), where it is valid; all the same shape, at most
+    SIDE x SIDE) packed as the network reads it: 3 x SIDE x SIDE uint8, zero-padded."""
     packed = np.zeros((3, SIDE, SIDE), np.uint8)
     height, width = candidate.shape
     packed[0, :height, :width] = np.clip(candidate, 0, 255)

@@ -28,8 +28,9 @@
 4. Structure, the decisive test: the eval image's 128x128 grey detail image
    is warped onto the candidate at DETAIL scale (longest side 128 px), both
    are blurred a little (JPEG and downscale blur), the corners a turned copy
-   fills (outside its own frame turned back by the transform's angle) are left
-   out, and every 8x8-pixel cell
+   fills (outside its own frame turned back by the transform's angle) and
+   those of an eval image turned on its canvas are left out, with a margin of
+   FILL_MARGIN pixels (the blur spreads the fill), and every 8x8-pixel cell
    where either side has texture is compared by normalised cross-correlation,
    which ignores brightness and contrast (colour jitter). A caption banner is
    a full-width band at the top or bottom: of the top and bottom BANNER_SHARE
@@ -63,22 +64,27 @@
    (verifier.py), a small CNN on the same aligned grey images, which refuses
    it below `min_verifier_score` (None: not run). It tells how the cells
    disagree: along changed text lines (a localised screenshot) or as the
-   tolerated edits make them.
+   tolerated edits make them. Its eval image is first put under the colour
+   jitter that fits the thumbnails of step 3 (colour_jitter.py), so the
+   clipping and uneven grey changes of jitter are on both sides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
 
-from webli.stages.dedup import verifier
+from webli.stages.dedup import colour_jitter, verifier
 from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
-CHECK_VERSION = 4  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
+CHECK_VERSION = 5  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
 # hue_shift, the fit without the banner band; 3: pair_span, template matching after a refused ORB transform;
-# 4: pair_outside)
+# 4: pair_outside; 5: the eval image's turned corners by the eval -> candidate rotation, FILL_MARGIN, the
+# template's cover counted over the candidate's picture, the verifier's eval image under the fitted colour jitter)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
@@ -101,6 +107,7 @@ MAX_HUE_WRONG = 0.3  # share of coloured pixels allowed the wrong hue (a region 
 DETAIL = 128  # eval detail images: grey, stretched to DETAIL x DETAIL; candidates compared at longest side DETAIL
 DETAIL_CELL = 8  # pixels per side of a structure cell at DETAIL scale
 DETAIL_BLUR = 1.0  # Gaussian sigma (pixels at DETAIL scale) applied to both sides before comparing
+FILL_MARGIN = 2  # pixels at DETAIL scale (2 x DETAIL_BLUR) left out along the edge of the compared area
 FLAT = 3.0  # grey-level standard deviation (after the blur) under which a cell has no texture
 CELL_CORRELATION = 0.75  # a textured cell agrees when the two sides correlate at least this much
 STRONG_TEXTURE = 12.0  # texture a disagreeing cell needs to count towards a local change (see step 4)
@@ -234,47 +241,51 @@ def covered_cells(points: np.ndarray, shape: tuple[int, ...]) -> int:
     return len({(int(x), int(y)) for x, y in cells})
 
 
+def mapped(matrix: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (x, y) through a 2 x 3 affine transform."""
+    return (matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2],
+            matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2])
+
+
+def grid_in_eval(matrix: np.ndarray, candidate_shape: tuple[int, ...], columns: int,
+                 rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the centres of a columns x rows grid over the candidate (of shape `candidate_shape`) land in the
+    eval image (normalised scale)."""
+    height, width = candidate_shape[:2]
+    grid_x, grid_y = np.meshgrid((np.arange(columns) + 0.5) * width / columns, (np.arange(rows) + 0.5) * height / rows)
+    return mapped(matrix, grid_x, grid_y)
+
+
+def resampled(stretched: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
+              eval_size: tuple[int, int]) -> np.ndarray:
+    """An eval image kept stretched to a fixed grid (its thumbnail or detail image) sampled at eval
+    coordinates (normalised scale), bilinearly."""
+    eval_width, eval_height = eval_size
+    map_x = (eval_x * stretched.shape[1] / eval_width - 0.5).astype(np.float32)
+    map_y = (eval_y * stretched.shape[0] / eval_height - 0.5).astype(np.float32)
+    return cv2.remap(stretched, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def aligned_eval(matrix: np.ndarray, candidate_shape: tuple[int, ...], eval_thumb: np.ndarray,
                  eval_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The eval thumbnail resampled on a THUMB x THUMB grid over the candidate, and where it is valid."""
-    height, width = candidate_shape[:2]
-    xs = (np.arange(THUMB) + 0.5) * width / THUMB
-    ys = (np.arange(THUMB) + 0.5) * height / THUMB
-    grid_x, grid_y = np.meshgrid(xs, ys)
-    eval_x = matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2]
-    eval_y = matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2]
+    eval_x, eval_y = grid_in_eval(matrix, candidate_shape, THUMB, THUMB)
     eval_width, eval_height = eval_size
-    map_x = (eval_x * THUMB / eval_width - 0.5).astype(np.float32)
-    map_y = (eval_y * THUMB / eval_height - 0.5).astype(np.float32)
     valid = (eval_x >= 0) & (eval_x < eval_width) & (eval_y >= 0) & (eval_y < eval_height)
-    warped = cv2.remap(eval_thumb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return warped, valid
-
-
-def eval_coordinates(matrix: np.ndarray, candidate_shape: tuple[int, ...],
-                     work_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Where each pixel centre of the candidate's working grid (`work_shape`, the candidate of shape
-    `candidate_shape` shrunk to DETAIL scale) lands in the eval image (normalised scale)."""
-    height, width = work_shape[:2]
-    scale_x, scale_y = candidate_shape[1] / width, candidate_shape[0] / height
-    grid_x, grid_y = np.meshgrid((np.arange(width) + 0.5) * scale_x, (np.arange(height) + 0.5) * scale_y)
-    return (matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2],
-            matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2])
+    return resampled(eval_thumb, eval_x, eval_y, eval_size), valid
 
 
 def aligned_detail(matrix: np.ndarray, candidate_shape: tuple[int, ...], work_shape: tuple[int, ...],
                    eval_detail: np.ndarray, eval_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The eval detail image resampled on the candidate's working grid, and where the grid falls inside the
-    eval image's own picture (not outside it, nor in the corners an eval image turned on its canvas fills)."""
-    eval_x, eval_y = eval_coordinates(matrix, candidate_shape, work_shape)
+    """The eval detail image resampled on the candidate's working grid (`work_shape`, the candidate shrunk to
+    DETAIL scale), and where the grid falls inside the eval image's own picture (not outside it, nor in the
+    corners an eval image turned on its canvas fills: its frame turned by the eval -> candidate rotation)."""
+    eval_x, eval_y = grid_in_eval(matrix, candidate_shape, work_shape[1], work_shape[0])
     eval_width, eval_height = eval_size
-    side = eval_detail.shape[0]
-    map_x = (eval_x * side / eval_width - 0.5).astype(np.float32)
-    map_y = (eval_y * side / eval_height - 0.5).astype(np.float32)
     valid = (eval_x >= 1) & (eval_x < eval_width - 1) & (eval_y >= 1) & (eval_y < eval_height - 1)
-    valid &= inside_turned(eval_x - eval_width / 2, eval_y - eval_height / 2, matrix, eval_width, eval_height)
-    warped = cv2.remap(eval_detail, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return warped.astype(np.float32), valid
+    valid &= inside_turned(eval_x - eval_width / 2, eval_y - eval_height / 2, cv2.invertAffineTransform(matrix),
+                           eval_width, eval_height)
+    return resampled(eval_detail, eval_x, eval_y, eval_size).astype(np.float32), valid
 
 
 def inside_turned(x: np.ndarray, y: np.ndarray, matrix: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -292,6 +303,16 @@ def turned_frame(matrix: np.ndarray, work_shape: tuple[int, ...]) -> np.ndarray:
     height, width = work_shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(width) + 0.5 - width / 2, np.arange(height) + 0.5 - height / 2)
     return inside_turned(grid_x, grid_y, matrix, width, height)
+
+
+def without_fill_edge(inside: np.ndarray) -> np.ndarray:
+    """A working-grid mask of compared pixels less FILL_MARGIN pixels along its edges inside the grid (where
+    the eval image ends, or a turn filled a corner): the structure test's blur and a turned copy's resampling
+    spread the fill that far into the picture. The grid's own edges are kept."""
+    if inside.all():
+        return inside
+    kernel = np.ones((2 * FILL_MARGIN + 1, 2 * FILL_MARGIN + 1), np.uint8)
+    return cv2.erode(inside.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
 def frame_span(matrix: np.ndarray, frame_size: tuple[int, int], onto_size: tuple[int, int]) -> float:
@@ -322,8 +343,7 @@ def outside_share(matrix: np.ndarray, frame_size: tuple[int, int], onto_size: tu
     steps = (np.arange(OUTSIDE_GRID) + 0.5) / OUTSIDE_GRID
     x, y = np.meshgrid(steps * width, steps * height)
     picture = inside_turned(x - width / 2, y - height / 2, matrix, width, height)
-    onto_x = matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]
-    onto_y = matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]
+    onto_x, onto_y = mapped(matrix, x, y)
     outside = (onto_x < 0) | (onto_x >= onto_size[0]) | (onto_y < 0) | (onto_y >= onto_size[1])
     return float((outside & picture).sum() / max(1, int(picture.sum())))
 
@@ -514,11 +534,22 @@ def hue_disagreement(candidate: np.ndarray, fitted: np.ndarray, valid: np.ndarra
     return float(np.mean(turn[coloured] > HUE_TURN))
 
 
+@dataclass(frozen=True)
+class AlignedThumbs:
+    """The candidate's and the aligned eval image's THUMB x THUMB colour thumbnails, where the eval one is
+    valid, and the HSV hue shift between them (`hue_shift`): what the colour test compared."""
+
+    candidate: np.ndarray
+    eval: np.ndarray
+    valid: np.ndarray
+    hue_shift: float
+
+
 def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, query_grey: np.ndarray | None = None,
-                  source_side: int | None = None) -> tuple[bool, float, int, float, np.ndarray | None]:
+                  source_side: int | None = None) -> tuple[bool, float, int, float, Callable[[], np.ndarray] | None]:
     """Steps 3 and 4 for a candidate -> eval transform: (colour plausible, structure agreement, largest group
-    of disagreeing cells, `fit_correlation` of the aligned grey images, the aligned pair packed for the
-    verifier).
+    of disagreeing cells, `fit_correlation` of the aligned grey images, what packs the aligned pair for the
+    verifier when called: `verifier_pair`).
 
     `query_grey` is the candidate's `working_grey` (computed here when not given); `source_side` the pixels of
     the candidate's source image across its longest side (None: unknown), see `verifier.pair_input`.
@@ -533,10 +564,26 @@ def content_check(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, 
         return False, 0.0, 0, 0.0, None
     query_grey = working_grey(query_rgb) if query_grey is None else query_grey
     reference, inside = aligned_detail(matrix, query_rgb.shape, query_grey.shape, target.detail, target.size)
-    inside &= turned_frame(matrix, query_grey.shape)
+    inside = without_fill_edge(inside & turned_frame(matrix, query_grey.shape))
     seen = seen_at_source(reference, source_side)
+    thumbs = AlignedThumbs(small, warped, valid, shift)
     return (True, *structure_comparison(query_grey, seen, inside), fit_correlation(query_grey, seen, inside),
-            verifier.pair_input(query_grey, seen, inside))
+            partial(verifier_pair, matrix, query_rgb.shape, query_grey, target, reference, inside, source_side,
+                    thumbs))
+
+
+def verifier_pair(matrix: np.ndarray, candidate_shape: tuple[int, ...], query_grey: np.ndarray, target: EvalEntry,
+                  reference: np.ndarray, inside: np.ndarray, source_side: int | None,
+                  thumbs: AlignedThumbs) -> np.ndarray:
+    """The aligned pair packed for the verifier (`verifier.pair_input`): the candidate's working grey, and the
+    eval image on that grid (`reference`, from `aligned_detail`) in colour (`colour_jitter.eval_in_colour`),
+    under the colour jitter that fits the thumbnails, in grey, as the candidate's source shows it."""
+    eval_x, eval_y = grid_in_eval(matrix, candidate_shape, query_grey.shape[1], query_grey.shape[0])
+    colour = resampled(target.thumb, eval_x, eval_y, target.size).astype(np.float32)
+    eval_colour = colour_jitter.eval_in_colour(reference, colour)
+    jitter = colour_jitter.fit_jitter(thumbs.candidate, thumbs.eval, thumbs.valid, thumbs.hue_shift)
+    eval_grey = colour_jitter.grey_of(colour_jitter.jittered(eval_colour, jitter))
+    return verifier.pair_input(query_grey, seen_at_source(eval_grey, source_side), inside)
 
 
 def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry, inliers: int,
@@ -550,13 +597,14 @@ def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry
         return Verification(False, inliers, 0.0, "span")
     if pair_outside(matrix, query_rgb.shape, target.size) > MAX_OUTSIDE:
         return Verification(False, inliers, 0.0, "overlap")
-    colour, agreement, local_change, fit, pair = content_check(matrix, query_rgb, target, query_grey, source_side)
+    colour, agreement, local_change, fit, make_pair = content_check(matrix, query_rgb, target, query_grey, source_side)
     if not colour:
         return Verification(False, inliers, 0.0, "colour")
     if agreement < min_agreement:
         return Verification(False, inliers, agreement, "content", local_change, fit)
     if max_local_change and local_change >= max_local_change:
         return Verification(False, inliers, agreement, "local_change", local_change, fit)
+    pair = make_pair()
     if min_verifier_score is None:
         return Verification(True, inliers, agreement, accepted_as, local_change, fit, pair=pair)
     score = float(verifier.scores(pair[None])[0])
@@ -567,7 +615,8 @@ def content_verdict(matrix: np.ndarray, query_rgb: np.ndarray, target: EvalEntry
 
 def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray | None:
     """The candidate -> eval transform (normalised pixels) of the best template placement (step 5), or None when
-    no size fits or the placed eval image covers less than MIN_TEMPLATE_INSIDE of the candidate."""
+    no size fits or the placed eval image covers less than MIN_TEMPLATE_INSIDE of the candidate's picture
+    (`outside_share`: a turned candidate's corner fill does not count)."""
     height, width = query_rgb.shape[:2]
     eval_width, eval_height = target.size
     eval_scale = TEMPLATE_SIDE / max(eval_width, eval_height)
@@ -599,8 +648,8 @@ def template_transform(query_rgb: np.ndarray, target: EvalEntry) -> np.ndarray |
     placed[0, 2] += left
     placed[1, 2] += top
     matrix = (np.diag([1 / eval_scale, 1 / eval_scale, 1.0]) @ placed)[:2]
-    _, inside = aligned_eval(matrix, query_rgb.shape, target.thumb, target.size)
-    return matrix if inside.mean() >= MIN_TEMPLATE_INSIDE else None
+    outside = outside_share(matrix, (width, height), target.size)
+    return matrix if outside <= 1 - MIN_TEMPLATE_INSIDE else None
 
 
 def verify_pair(query: LocalFeatures, query_rgb: np.ndarray, target: EvalEntry, min_inliers: int,
