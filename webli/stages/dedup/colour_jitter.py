@@ -46,8 +46,9 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     return rgb @ LUMA
 
 
-def with_hue_turned(rgb: np.ndarray, degrees: float) -> np.ndarray:
-    """An RGB float image (0-255) with its HSV hue shifted by `degrees`."""
+def with_hue_shifted(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """An RGB image (uint8 scale) with its HSV hue shifted by `degrees` (the colour test's, too): float32, or
+    the image itself when `degrees` is 0."""
     if not degrees:
         return rgb
     hsv = cv2.cvtColor(np.ascontiguousarray(rgb, np.float32) / 255.0, cv2.COLOR_RGB2HSV)
@@ -61,7 +62,7 @@ def jittered(rgb: np.ndarray, jitter: Jitter) -> np.ndarray:
     x = np.clip(jitter.mean + jitter.contrast * (x - jitter.mean), 0, 255)
     grey = grey_of(x)[..., None]
     x = np.clip(grey + jitter.saturation * (x - grey), 0, 255)
-    return with_hue_turned(x, jitter.hue)
+    return with_hue_shifted(x, jitter.hue)
 
 
 def fit_jitter(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray, hue: float) -> Jitter:
@@ -80,7 +81,7 @@ def fit_jitter(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray, 
         brightness, contrast, saturation = (float(v) for v in factors)
         return Jitter(brightness, contrast, brightness * source_mean, saturation, hue)
 
-    unturned = with_hue_turned(target[None], -hue)[0]  # the hue turn is last and invertible: fit before it
+    unturned = with_hue_shifted(target[None], -hue)[0]  # the hue turn is last and invertible: fit before it
 
     def residuals(factors: np.ndarray) -> np.ndarray:
         return (jittered(source[None], replace(jitter_of(factors), hue=0.0))[0] - unturned).ravel()

@@ -79,6 +79,7 @@ import cv2
 import numpy as np
 
 from webli.stages.dedup import colour_jitter, verifier
+from webli.stages.dedup.colour_jitter import with_hue_shifted
 from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
 CHECK_VERSION = 5  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
@@ -492,13 +493,6 @@ def hue_shift(candidate_rgb: np.ndarray, reference_rgb: np.ndarray, coloured: np
         return 0.0
     turns = np.exp(1j * np.radians(hsv_hue(candidate_rgb) - hsv_hue(reference_rgb)))[coloured]
     return float(np.degrees(np.angle(turns.mean())))
-
-
-def with_hue_shifted(rgb: np.ndarray, degrees: float) -> np.ndarray:
-    """An RGB image (uint8 scale, float32) with its HSV hue shifted by `degrees`."""
-    hsv = cv2.cvtColor(np.asarray(rgb, np.float32) / 255.0, cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = (hsv[..., 0] + degrees) % 360.0
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
 
 
 def coloured_pixels(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
