@@ -17,8 +17,10 @@ from skimage import data as skdata
 
 from webli import schemas
 from webli.pipeline.config import ConfigError, DownloadConfig, validate_config
+from webli.pipeline.dedup import match_settings
 from webli.schemas.dedup import DEDUP
 from webli.stages.dedup import descriptor, embedding, verifier
+from webli.stages.dedup import index as index_module
 from webli.stages.dedup import verify as verify_module
 from webli.stages.dedup.edits import EDIT_CHAINS, EDITS, apply_edits
 from webli.stages.dedup.evalsets import image_parts, read_captions, read_images
@@ -30,11 +32,14 @@ from webli.stages.dedup.images import (
     source_side,
 )
 from webli.stages.dedup.index import (
+    LEARNED_HAMMING_MAX,
     QUERY_BATCH,
+    VIEW_HAMMING_MAX,
     ImageIndex,
     VerificationStore,
     assemble_image_index,
     build_image_part,
+    coarse_cells,
     inverted_lists,
     quantise,
     sign_codes,
@@ -375,6 +380,46 @@ def test_inverted_lists_find_near_copies_and_scan_a_fraction():
     assert sum(bool(r) and r[0][0] == t for t, r in zip(targets, found)) >= 0.95 * len(targets)
     largest = np.sort(np.diff(index.offsets))[-8:].sum()
     assert largest < index.offsets[-1] / 3  # the lists a query view scans hold a small share of the index
+
+
+def test_a_large_probe_reaches_the_lists_of_more_coarse_cells(monkeypatch):
+    index, views = search_index(500, grid=8)
+    targets = list(range(500))
+    queries = queries_hitting(views, targets, 0.5, 13)  # far copies (cosine ~0.9): often beyond the 2 nearest cells
+    hits = lambda found: sum(bool(r) and r[0][0] == t for t, r in zip(targets, found))  # noqa: E731
+    wide = hits(index.search(queries, 1, probe=32, min_similarity=0.3))
+    monkeypatch.setattr(index_module, "coarse_cells", lambda probe: 2)
+    narrow = hits(index.search(queries, 1, probe=32, min_similarity=0.3))
+    assert coarse_cells(4) == 2 and coarse_cells(32) == 8
+    assert wide > narrow
+
+
+def test_the_learned_index_is_searched_at_its_own_probe(eval_index, monkeypatch):
+    index, store = eval_index
+    probes = []
+    search = ImageIndex.search
+
+    def recording(self, queries, neighbours, probe, min_similarity):
+        probes.append((self is index.images.learned, probe))
+        return search(self, queries, neighbours, probe, min_similarity)
+
+    monkeypatch.setattr(ImageIndex, "search", recording)
+    search_neighbours([candidate(photo("coffee"))], index.images, store, MatchSettings(probe=3, learned_probe=40))
+    assert sorted(probes) == [(False, 3), (True, 40)]
+    config = validate_config({"output": "/tmp/x", "dedup": {"index_learned_probe": 40}})
+    assert match_settings(config).learned_probe == 40 and MatchSettings().learned_probe == 64
+
+
+def test_views_with_codes_beyond_the_hamming_limit_get_no_exact_cosine():
+    index, views = search_index(500, grid=8)
+    targets = list(range(100))
+    queries = queries_hitting(views, targets, 1.0, 17)  # cosine ~0.7: about 16 bits apart
+    found = lambda: sum(bool(r) and r[0][0] == t  # noqa: E731
+                        for t, r in zip(targets, index.search(queries, 1, probe=64, min_similarity=0.5)))
+    assert index.hamming_max == VIEW_HAMMING_MAX
+    strict = found()
+    index.hamming_max = LEARNED_HAMMING_MAX
+    assert found() > strict + 30  # every list is scanned either way: only the code filter differs
 
 
 def test_sign_codes_hamming_distance_tracks_the_angle():
@@ -842,6 +887,8 @@ def test_learned_index_survives_saving_and_loading(eval_index):
     index = eval_index[0].images
     loaded = ImageIndex.from_arrays(index.items, index.arrays())
     assert loaded.learned is not None and len(loaded.learned.rows) == len(index)
+    for built in (index, loaded):  # copies' learned vectors lie farther apart than their best DCT views
+        assert built.hamming_max == VIEW_HAMMING_MAX and built.learned.hamming_max == LEARNED_HAMMING_MAX
     query = embedding.query_vectors([candidate(photo("coffee"))])
     assert loaded.learned.search(query, 1, 1, 0.5) == index.learned.search(query, 1, 1, 0.5)
     hash_only = {name: array for name, array in index.arrays().items() if not name.startswith("learned_")}

@@ -260,6 +260,7 @@ def match_settings(config: Config) -> MatchSettings:
                          min_similarity=d.image_min_similarity,
                          min_inliers=d.image_min_inliers, min_agreement=d.image_min_agreement,
                          max_local_change=d.image_max_local_change, probe=d.index_probe,
+                         learned_probe=d.index_learned_probe,
                          min_verifier_score=d.image_min_verifier_score)
 
 

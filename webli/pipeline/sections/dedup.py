@@ -44,7 +44,9 @@ class DedupConfig(Section):
                                                    description="the learned pair verifier's copy probability "
                                                                "below which a match that passed every other "
                                                                "test is refused; null: the verifier is not run")
-    index_probe: int = Field(4, ge=1, description="inverted lists each query view scans in large indexes")
+    index_probe: int = Field(4, ge=1, description="inverted lists each DCT query view scans in large indexes")
+    index_learned_probe: int = Field(64, ge=1, description="inverted lists each learned query vector scans in "
+                                                           "large indexes")
     index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
     processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")
 

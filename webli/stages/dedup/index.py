@@ -7,17 +7,19 @@ Two parts, split by how often they are read:
   per image), a 64-bit sign code of each (random rotation then signs, so
   the Hamming distance estimates the angle: 96 bytes per image) and a
   two-level inverted file over them (k-means lists of about 256 vectors;
-  each query view scores sqrt(lists) coarse and fine centroids and scans
-  `probe` lists, so a query's cost grows with the square root of the index,
-  not with its size); plus the item ids. A scan compares codes first
-  (XOR + popcount) and computes the exact int8 cosine only for the views
-  within HAMMING_MAX bits; queries are processed in batches (one matrix
-  product per coarse cell for the whole batch), so numpy's per-call cost is
-  shared.
+  each query view scores sqrt(lists) coarse centroids and the fine ones of
+  its `coarse_cells(probe)` nearest cells, and scans `probe` lists, so a
+  query's cost grows with the square root of the index, not with its size);
+  plus the item ids. A scan compares codes first (XOR + popcount) and
+  computes the exact int8 cosine only for the views within
+  `ImageIndex.hamming_max` bits; queries are processed in batches (one
+  matrix product per coarse cell for the whole batch), so numpy's per-call
+  cost is shared.
   Beside it, `ImageIndex.learned`: the same structure over one learned
   embedding per eval image (embedding.py), searched with the candidate and
   its mirror image; it finds the copies that carry every edit at once, which
-  the DCT views rank too low.
+  the DCT views rank too low. One vector per image makes it cheap to scan
+  many more lists of it (`dedup.index_learned_probe`).
 - `VerificationStore`, read only for the few neighbours a candidate is
   checked against: each eval image's ORB keypoints (up to 300, 36 bytes each),
   a 32x32 colour thumbnail, a 128x128 grey detail image (16 KiB), its
@@ -60,7 +62,13 @@ KMEANS_SAMPLE_PER_LIST = 8  # k-means trains on this many sampled vectors per li
 KMEANS_ITERATIONS = 12
 ASSIGN_CHUNK = 8192
 CODE_BITS = 64
-HAMMING_MAX = 18  # code distance kept for the exact cosine: a pair at cosine 0.85 stays with p ~ 0.99
+# Code distance kept for the exact cosine. DCT views: a pair at cosine 0.95 stays with p ~ 0.99, one at 0.83
+# with ~0.5. Real images' views crowd one part of the sphere: at 18 bits a third of every scanned list got the
+# exact cosine and a 1M index answered 65 queries/s; at 12, 680, and the copies whose eval image either search
+# finds went from 0.961 to 0.955 (bench_dedup_scale_real.py). Learned vectors: copies reach down to cosine
+# ~0.63, so 18 bits (cosine 0.85: p ~ 0.99).
+VIEW_HAMMING_MAX = 12
+LEARNED_HAMMING_MAX = 18
 QUERY_BATCH = 256  # queries searched together in the inverted file
 SEARCH_ARRAYS = ("vectors", "scales", "rows", "centroids", "offsets", "codes")
 LEARNED = "learned_"  # file-name prefix of the learned index's search arrays
@@ -144,6 +152,7 @@ class ImageIndex:
     offsets: np.ndarray  # grid * grid + 1 int64: where each list starts in `vectors`
     codes: np.ndarray | None = None  # views uint64 sign codes, grouped like `vectors` (None: made on first use)
     learned: ImageIndex | None = None  # the same structure over the learned embeddings (one view per image)
+    hamming_max: int = VIEW_HAMMING_MAX  # code distance under which a scanned view gets the exact cosine
     _dense: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 copy, brute force only
     _fine: np.ndarray | None = field(default=None, repr=False, compare=False)  # fine_centroids, made on first use
 
@@ -176,11 +185,11 @@ class ImageIndex:
         owner = np.repeat(np.arange(len(queries)), [len(q) for q in queries])
         if self._fine is None:
             self._fine = fine_centroids(self.centroids)
-        lists = probed_lists(views, self.centroids, probe, fine=self._fine)
+        lists = probed_lists(views, self.centroids, probe, coarse_cells(probe), fine=self._fine)
         positions, view_of = list_positions(lists, self.offsets)
         difference = self.codes[positions]
         difference ^= sign_codes(views)[view_of]
-        close = np.bitwise_count(difference) <= HAMMING_MAX
+        close = np.bitwise_count(difference) <= self.hamming_max
         positions, view_of = positions[close], view_of[close]
         similarity = np.einsum("nd,nd->n", self.vectors[positions].astype(np.float32),
                                (views / self.scales)[view_of])
@@ -216,7 +225,9 @@ class ImageIndex:
         """The index `arrays()` saved (with its learned index when the arrays hold one)."""
         own = {name: arrays[name] for name in SEARCH_ARRAYS}
         learned = {name: arrays[LEARNED + name] for name in SEARCH_ARRAYS if LEARNED + name in arrays}
-        return cls(items=items, **own, learned=cls(items=items, **learned) if len(learned) == len(own) else None)
+        complete = len(learned) == len(own)
+        return cls(items=items, **own,
+                   learned=cls(items=items, **learned, hamming_max=LEARNED_HAMMING_MAX) if complete else None)
 
 
 def best_rows(owner: np.ndarray, rows: np.ndarray, similarity: np.ndarray, queries: int,
@@ -315,6 +326,13 @@ def inverted_lists(vectors: np.ndarray, seed: int = 0,
     return np.concatenate([coarse[:, None, :], fine], axis=1).astype(np.float32), order, offsets
 
 
+def coarse_cells(probe: int) -> int:
+    """The coarse cells whose lists a query view may probe when it scans `probe` lists: 2, and a quarter of
+    `probe` beyond 8. A copy's neighbour lies beyond the query's two nearest coarse cells often enough that
+    more lists from only those two cells stop helping (bench_dedup_scale_real.py)."""
+    return max(2, probe // 4)
+
+
 def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int = 2,
                  fine: np.ndarray | None = None) -> np.ndarray:
     """Per query view (rows of `views`), the `probe` nearest lists (in no particular order): within its
@@ -364,14 +382,14 @@ def list_positions(lists: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     return positions, np.repeat(view_of_list, lengths)
 
 
-def search_index(items: pa.Array, views: np.ndarray) -> ImageIndex:
+def search_index(items: pa.Array, views: np.ndarray, hamming_max: int = VIEW_HAMMING_MAX) -> ImageIndex:
     """An inverted-file index over images x views x dim unit vectors."""
     flat = views.reshape(-1, views.shape[2]).astype(np.float16)
     view_rows = np.repeat(np.arange(len(views), dtype=np.int32), views.shape[1])
     centroids, order, offsets = inverted_lists(flat)
     quantised, scales = quantise(flat[order])
     return ImageIndex(items=items, vectors=quantised, scales=scales, rows=view_rows[order], centroids=centroids,
-                      offsets=offsets, codes=sign_codes(flat[order]))
+                      offsets=offsets, codes=sign_codes(flat[order]), hamming_max=hamming_max)
 
 
 def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, dict[str, np.ndarray]]:
@@ -381,7 +399,7 @@ def assemble_image_index(parts: list[ImagePartFeatures]) -> tuple[ImageIndex, di
     views = np.concatenate([p.views for p in parts] or [np.zeros((0, descriptor.EVAL_VIEWS, descriptor.DIM))])
     embeddings = np.concatenate([p.embeddings for p in parts] or [np.zeros((0, embedding.DIM), np.float16)])
     index = search_index(items, views)
-    index.learned = search_index(items, embeddings[:, None])
+    index.learned = search_index(items, embeddings[:, None], LEARNED_HAMMING_MAX)
     counts = np.concatenate([p.keypoint_counts for p in parts] or [np.zeros(0, np.int32)])
     verification = {
         "keypoint_offsets": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]),

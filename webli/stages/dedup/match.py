@@ -46,7 +46,8 @@ class MatchSettings:
     min_inliers: int = 12
     min_agreement: float = 0.5
     max_local_change: int = 2  # cells; 0: no limit
-    probe: int = 4
+    probe: int = 4  # inverted lists each DCT query view scans (large indexes)
+    learned_probe: int = 64  # inverted lists each learned query vector scans (large indexes)
     min_verifier_score: float | None = verifier.THRESHOLD  # the pair verifier's threshold; None: not run
 
 
@@ -155,7 +156,7 @@ def search_neighbours(images: list[np.ndarray], index: ImageIndex, store: Verifi
     learned = embedding.query_vectors(images) if learned is None else learned
     found = index.search(views, settings.neighbours, settings.probe, HASH_MIN_SIMILARITY)
     if index.learned is not None:
-        by_embedding = index.learned.search(learned, settings.learned_neighbours, settings.probe,
+        by_embedding = index.learned.search(learned, settings.learned_neighbours, settings.learned_probe,
                                             settings.min_similarity)
         found = [hashed + embedded for hashed, embedded in zip(found, by_embedding)]
     return [scored_neighbours(rows, vectors, store, settings.min_similarity) for rows, vectors in zip(found, learned)]

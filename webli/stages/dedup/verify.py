@@ -82,10 +82,11 @@ from webli.stages.dedup import colour_jitter, verifier
 from webli.stages.dedup.colour_jitter import with_hue_shifted
 from webli.stages.dedup.images import NORMALISED_SIZE, normalise
 
-CHECK_VERSION = 5  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
+CHECK_VERSION = 6  # raised when a change here changes verdicts, so checked shards are checked again (2: seen_at_source,
 # hue_shift, the fit without the banner band; 3: pair_span, template matching after a refused ORB transform;
 # 4: pair_outside; 5: the eval image's turned corners by the eval -> candidate rotation, FILL_MARGIN, the
-# template's cover counted over the candidate's picture, the verifier's eval image under the fitted colour jitter)
+# template's cover counted over the candidate's picture, the verifier's eval image under the fitted colour jitter;
+# 6: the search of large indexes (index.coarse_cells, the DCT views' VIEW_HAMMING_MAX) finds other neighbours)
 ORB_FEATURES_QUERY = 500
 ORB_FEATURES_EVAL = 300
 RATIO = 0.85
