@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import time
 from collections import Counter
@@ -48,7 +49,15 @@ import pyarrow as pa
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dedup import bench_candidate, build_benchmark  # noqa: E402
+from bench_dedup import (  # noqa: E402
+    bench_candidate,
+    build_benchmark,
+    cache_file,
+    decide,
+    eval_originals,
+    eval_twins,
+    names_true_item,
+)
 from bench_dedup_corpus import is_bench_family, load_rgb, scan_corpus  # noqa: E402
 from bench_dedup_scale import peak_rss_mib  # noqa: E402
 from common import REALWEB_WWW, RESULTS_DIR, command_line, log, machine_note, md_table  # noqa: E402
@@ -70,7 +79,7 @@ PROBES = ((4, 4), (1, 64), (4, 64), (16, 64))  # (dedup.index_probe, dedup.index
 
 
 class Gaussian:
-    """A multivariate normal fitted to rows of unit vectors, sampled as unit vectors."""
+    """A multivariate normal fitted to rows of vectors (the caller normalises what it samples)."""
 
     def __init__(self, rows: np.ndarray) -> None:
         self.mean = rows.mean(0)
@@ -100,9 +109,10 @@ def distractors(views: np.ndarray, learned: np.ndarray, count: int, seed: int = 
     """`count` synthetic items drawn from the real vectors' distribution (see the module docstring), as float16."""
     rng = np.random.default_rng(seed)
     means = views.mean(1)
-    between, within, learned_fit = Gaussian(means), Gaussian((views - means[:, None]).reshape(-1, views.shape[2])), \
-        Gaussian(learned)
-    within.mean[:] = 0.0
+    between = Gaussian(means)
+    within = Gaussian((views - means[:, None]).reshape(-1, views.shape[2]))
+    within.mean[:] = 0.0  # views spread around their own image's mean (the fitted mean is 0 but for rounding)
+    learned_fit = Gaussian(learned)
     out_views = np.empty((count, views.shape[1], views.shape[2]), np.float16)
     out_learned = np.empty((count, learned.shape[1]), np.float16)
     for start in range(0, count, CHUNK):
@@ -136,6 +146,25 @@ def checked_rows(index: ImageIndex, learned: np.ndarray, query_views: list[np.nd
         cosine = (learned[rows].astype(np.float32) @ vectors.T).max(1) if len(rows) else np.zeros(0)
         out.append({int(r) for r, c in zip(rows, cosine) if c >= settings.min_similarity})
     return out
+
+
+def flagged_labels(benchmark: dict, split: str, settings: MatchSettings) -> list[int | None] | None:
+    """Per positive (in candidate order), the eval image (its label) the stage flags it with right among the 300
+    eval images (None: not flagged right), from bench_dedup.py's cached outcomes; None without them."""
+    cached = cache_file("outcomes", split, len(benchmark["evals"]))
+    if not cached.is_file():
+        log(f"no {cached}: run bench_dedup.py --split {split} first to measure the stage's recall at this size")
+        return None
+    outcomes, _ = pickle.loads(cached.read_bytes())
+    label_of_row = {o["true_row"]: c["label"] for o, c in zip(outcomes, benchmark["candidates"]) if c["label"] >= 0}
+    twins = eval_twins(eval_originals(benchmark))
+    for candidate, outcome in zip(benchmark["candidates"], outcomes):
+        outcome["twin_rows"] = {row for row, label in label_of_row.items()
+                                if label in twins.get(candidate["label"], ())}
+    decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change,
+           settings.min_verifier_score)
+    return [label_of_row[o["match_row"]] if names_true_item(o, o["match_row"]) else None
+            for o, c in zip(outcomes, benchmark["candidates"]) if c["label"] >= 0]
 
 
 def main() -> None:
@@ -185,12 +214,16 @@ def main() -> None:
         seconds[probes] = time.process_time() - started
         log(f"probes {probes}: {seconds[probes]:.1f} CPU s")
 
+    flagged = flagged_labels(benchmark, arguments.split, settings)
     chains = list(dict.fromkeys(kinds))
     found_rows, load_rows = [], []
     for name, rows in runs.items():
         found = [row in checked for row, checked in zip(positive_rows, rows[:count])]
         by_chain = Counter(kind for kind, hit in zip(kinds, found) if hit)
-        found_rows.append([name, f"{np.mean(found):.3f}", *(f"{by_chain[c] / kinds.count(c):.3f}" for c in chains)])
+        recall = "" if flagged is None else \
+            f"{np.mean([label is not None and label in checked for label, checked in zip(flagged, rows)]):.4f}"
+        found_rows.append([name, f"{np.mean(found):.3f}", *(f"{by_chain[c] / kinds.count(c):.3f}" for c in chains),
+                           recall])
         checked = np.array([len(r) for r in rows[count:]])
         load_rows.append([name, f"{np.mean(checked > 0):.3f}", f"{checked.mean():.2f}",
                           f"{np.percentile(checked, 90):.0f}"])
@@ -218,7 +251,8 @@ def main() -> None:
         "",
         "Copies whose eval image is among the neighbours checked (the check can only flag those):",
         "",
-        md_table(["index", "all copies", *chains], found_rows),
+        md_table(["index", "all copies", *chains, "the stage's recall (flagged right among 300, and that eval image "
+                                                  "still checked)"], found_rows),
         "",
         f"Against the 300 eval images alone ({baseline:.3f}): "
         + "; ".join(f"probes {p[0]} / {p[1]} keep {float(rows[1]) / baseline:.3f} of it"
