@@ -195,6 +195,13 @@ def eval_twins(evals: list[np.ndarray]) -> dict[int, set[int]]:
     return dict(twins)
 
 
+def mark_twins(benchmark: dict, outcomes: list[dict], label_row: list[int], twins: dict[int, set[int]]) -> None:
+    """Set each outcome's `twin_rows`: the index rows (`label_row`: per eval image) of its eval image's twins
+    (`eval_twins`), which `names_true_item` also counts as right."""
+    for candidate, outcome in zip(benchmark["candidates"], outcomes):
+        outcome["twin_rows"] = {label_row[twin] for twin in twins.get(candidate["label"], ())}
+
+
 def names_true_item(outcome: dict, row: int) -> bool:
     """Whether a flag with eval row `row` names the positive's own eval image or a twin of it (`eval_twins`)."""
     return row >= 0 and (row == outcome["true_row"] or row in outcome.get("twin_rows", ()))
@@ -597,9 +604,8 @@ def main() -> None:
         if position in copies:
             outcome["kind"] = "copy"
     log(f"{len(copies)} negatives are copies of an eval image (not scored)")
-    twins, label_row = eval_twins(originals), eval_rows(benchmark, index)
-    for candidate, outcome in zip(benchmark["candidates"], outcomes):
-        outcome["twin_rows"] = {label_row[twin] for twin in twins.get(candidate["label"], ())}
+    twins = eval_twins(originals)
+    mark_twins(benchmark, outcomes, eval_rows(benchmark, index), twins)
     log(f"{len(twins)} eval images have a twin in the eval set")
     grid = threshold_grid(outcomes, settings)
     verifier_grid = verifier_table(outcomes, settings)

@@ -56,6 +56,7 @@ from bench_dedup import (  # noqa: E402
     decide,
     eval_originals,
     eval_twins,
+    mark_twins,
     names_true_item,
 )
 from bench_dedup_corpus import is_bench_family, load_rgb, scan_corpus  # noqa: E402
@@ -157,10 +158,10 @@ def flagged_labels(benchmark: dict, split: str, settings: MatchSettings) -> list
         return None
     outcomes, _ = pickle.loads(cached.read_bytes())
     label_of_row = {o["true_row"]: c["label"] for o, c in zip(outcomes, benchmark["candidates"]) if c["label"] >= 0}
-    twins = eval_twins(eval_originals(benchmark))
-    for candidate, outcome in zip(benchmark["candidates"], outcomes):
-        outcome["twin_rows"] = {row for row, label in label_of_row.items()
-                                if label in twins.get(candidate["label"], ())}
+    label_row = [-1] * len(benchmark["evals"])
+    for row, label in label_of_row.items():
+        label_row[label] = row
+    mark_twins(benchmark, outcomes, label_row, eval_twins(eval_originals(benchmark)))
     decide(outcomes, settings.min_inliers, settings.min_agreement, settings.max_local_change,
            settings.min_verifier_score)
     return [label_of_row[o["match_row"]] if names_true_item(o, o["match_row"]) else None

@@ -14,7 +14,7 @@ aligned thumbnail best onto the candidate's (`fit_jitter`, `jittered`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -77,24 +77,24 @@ def fit_jitter(candidate: np.ndarray, reference: np.ndarray, valid: np.ndarray, 
     target, source = target[::step], source[::step]
     source_mean = max(1.0, float(grey_of(source).mean()))
 
-    def jitter_of(factors: np.ndarray) -> Jitter:
+    def jitter_of(factors: np.ndarray, turn: float) -> Jitter:
         brightness, contrast, saturation = (float(v) for v in factors)
-        return Jitter(brightness, contrast, brightness * source_mean, saturation, hue)
+        return Jitter(brightness, contrast, brightness * source_mean, saturation, turn)
 
     unturned = with_hue_shifted(target[None], -hue)[0]  # the hue turn is last and invertible: fit before it
 
     def residuals(factors: np.ndarray) -> np.ndarray:
-        return (jittered(source[None], replace(jitter_of(factors), hue=0.0))[0] - unturned).ravel()
+        return (jittered(source[None], jitter_of(factors, 0.0))[0] - unturned).ravel()
 
     design = np.stack([grey_of(source), np.ones(len(source), np.float32)], 1)
     gain, offset = np.linalg.lstsq(design, grey_of(target), rcond=None)[0]
     brightness = gain + offset / source_mean  # out = contrast * brightness * x + (1 - contrast) * brightness * mean
-    lower, upper = [FACTOR_RANGE[0], FACTOR_RANGE[0], SATURATION_RANGE[0]], [FACTOR_RANGE[1], FACTOR_RANGE[1],
-                                                                            SATURATION_RANGE[1]]
+    lower = [FACTOR_RANGE[0], FACTOR_RANGE[0], SATURATION_RANGE[0]]
+    upper = [FACTOR_RANGE[1], FACTOR_RANGE[1], SATURATION_RANGE[1]]
     start = np.clip([brightness, gain / brightness if brightness > 0 else 1.0, 1.0], lower, upper)
     solution = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=FIT_SCALE,
                              x_scale=0.1, ftol=FIT_TOLERANCE, xtol=FIT_TOLERANCE, max_nfev=MAX_FIT_STEPS)
-    return jitter_of(solution.x)
+    return jitter_of(solution.x, hue)
 
 
 def eval_in_colour(detail: np.ndarray, thumb: np.ndarray) -> np.ndarray:
