@@ -166,7 +166,7 @@ def main() -> None:
     del flat
     index.search(query_sets[:64], neighbours=8, probe=1, min_similarity=0.5)  # warm-up (derived arrays)
     rows = []
-    for probe in (1, 2, 4, 8, 16) + ((64,) if arguments.learned else ()):  # 64: dedup.index_learned_probe
+    for probe in (1, 2, 4, 8, 16) + ((64, 256) if arguments.learned else ()):  # 256: dedup.index_learned_probe
         rates = [timed_search(index, query_sets, probe) for _ in range(3)]
         cpu_rate, wall_rate = float(np.median([r[0] for r in rates])), float(np.median([r[1] for r in rates]))
         recall = recall_at_1(rates[0][2], targets)

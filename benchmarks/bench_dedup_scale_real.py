@@ -76,7 +76,7 @@ from webli.stages.dedup.index import (  # noqa: E402
 from webli.stages.dedup.match import HASH_MIN_SIMILARITY, MatchSettings  # noqa: E402
 
 CHUNK = 100_000  # distractors drawn at a time
-PROBES = ((4, 4), (1, 64), (4, 64), (16, 64))  # (dedup.index_probe, dedup.index_learned_probe)
+PROBES = ((4, 4), (1, 64), (4, 64), (4, 128), (4, 256), (16, 64))  # (dedup.index_probe, dedup.index_learned_probe)
 
 
 class Gaussian:

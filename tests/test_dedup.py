@@ -407,7 +407,7 @@ def test_the_learned_index_is_searched_at_its_own_probe(eval_index, monkeypatch)
     search_neighbours([candidate(photo("coffee"))], index.images, store, MatchSettings(probe=3, learned_probe=40))
     assert sorted(probes) == [(False, 3), (True, 40)]
     config = validate_config({"output": "/tmp/x", "dedup": {"index_learned_probe": 40}})
-    assert match_settings(config).learned_probe == 40 and MatchSettings().learned_probe == 64
+    assert match_settings(config).learned_probe == 40 and MatchSettings().learned_probe == 256
 
 
 def test_views_with_codes_beyond_the_hamming_limit_get_no_exact_cosine():

@@ -47,7 +47,7 @@ class MatchSettings:
     min_agreement: float = 0.5
     max_local_change: int = 2  # cells; 0: no limit
     probe: int = 4  # inverted lists each DCT query view scans (large indexes)
-    learned_probe: int = 64  # inverted lists each learned query vector scans (large indexes)
+    learned_probe: int = 256  # inverted lists each learned query vector scans (large indexes)
     min_verifier_score: float | None = verifier.THRESHOLD  # the pair verifier's threshold; None: not run
 
 
