@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -64,3 +66,10 @@ def test_missing_and_malformed_files_are_clear(tmp_path):
 def test_large_copy_smaller_than_image_size_is_refused():
     with pytest.raises(ConfigError, match="large_copy_size"):
         validate_config({"output": "x", "download": {"image_size": 256, "large_copy_size": 100}})
+
+
+def test_the_example_config_lists_the_defaults():
+    """configs/example.yaml documents every setting at its default: a default changed in the schema and not
+    there (or the reverse) fails here."""
+    example = load_config(Path(__file__).resolve().parent.parent / "configs" / "example.yaml")
+    assert example == validate_config({"output": example.output})

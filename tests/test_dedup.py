@@ -408,6 +408,7 @@ def test_the_learned_index_is_searched_at_its_own_probe(eval_index, monkeypatch)
     assert sorted(probes) == [(False, 3), (True, 40)]
     config = validate_config({"output": "/tmp/x", "dedup": {"index_learned_probe": 40}})
     assert match_settings(config).learned_probe == 40 and MatchSettings().learned_probe == 256
+    assert match_settings(validate_config({"output": "/tmp/x"})) == MatchSettings()  # one set of defaults
 
 
 def test_views_with_codes_beyond_the_hamming_limit_get_no_exact_cosine():

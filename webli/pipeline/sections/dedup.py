@@ -46,7 +46,7 @@ class DedupConfig(Section):
                                                                "test is refused; null: the verifier is not run")
     index_probe: int = Field(4, ge=1, description="inverted lists each DCT query view scans in large indexes")
     index_learned_probe: int = Field(256, ge=1, description="inverted lists each learned query vector scans in "
-                                                           "large indexes")
+                                                            "large indexes")
     index_part_size: int = Field(2000, ge=1, description="eval images per index-building task")
     processes: int | None = Field(None, ge=1, description="worker processes (default: cluster.workers)")
 
