@@ -33,11 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
+# Before numpy: OpenBLAS reads these when it loads (set after, the BLAS kept a thread per core).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, command_line, log, machine_note, md_table  # noqa: E402
 
