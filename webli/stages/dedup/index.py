@@ -333,7 +333,7 @@ def coarse_cells(probe: int) -> int:
     return max(2, probe // 4)
 
 
-def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int = 2,
+def probed_lists(views: np.ndarray, centroids: np.ndarray, probe: int, cells: int,
                  fine: np.ndarray | None = None) -> np.ndarray:
     """Per query view (rows of `views`), the `probe` nearest lists (in no particular order): within its
     `cells` nearest coarse cells.
